@@ -1,0 +1,3 @@
+from wspractice.cli import main
+
+raise SystemExit(main())

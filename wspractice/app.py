@@ -1,0 +1,125 @@
+"""The two WebSocket endpoints: the presence app and ``/echo``.
+
+:class:`PresenceApp` is the Node tutorial's server, function for function::
+
+    wsServer.on("connection", ...)   ->  PresenceApp.handle_connection
+    handleMessage(bytes, uuid)       ->  PresenceApp.handle_message
+    handleClose(uuid)                ->  PresenceApp.handle_close
+    broadcast()                      ->  PresenceApp.broadcast
+    connections, users               ->  PresenceApp.connections, .presence
+
+It differs where the tutorial breaks: a bad message gets an error reply
+instead of crashing the process, a new user receives a snapshot right away,
+and the snapshot is encoded and framed once for everyone instead of once
+per connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from wsproto.frame_protocol import FrameProtocol
+
+from .errors import MessageError, PolicyViolation, UnsupportedData
+from .messages import error_reply, parse_state
+from .presence import Presence
+from .session import Session
+
+logger = logging.getLogger(__name__)
+
+
+def frame_text(text: str) -> bytes:
+    """One unmasked, uncompressed text frame carrying ``text`` (via wsproto).
+
+    Server frames are never masked, so the same bytes serve every
+    connection that did not negotiate compression.
+    """
+    return bytes(FrameProtocol(client=False, extensions=[]).send_data(text))
+
+
+class PresenceApp:
+    """Who is connected and where their cursor is, shared with everyone."""
+
+    def __init__(self, max_bad_messages: int = 10) -> None:
+        self.max_bad_messages = max_bad_messages
+        #: Guards ``connections`` and ``presence``; never held while sending.
+        self.lock = threading.Lock()
+        #: The tutorial's ``connections``: uuid -> open connection.
+        self.connections: dict[str, Session] = {}
+        #: The tutorial's ``users``: uuid -> { username, state }.
+        self.presence = Presence()
+
+    def handle_connection(self, session: Session) -> None:
+        """A user joined: remember them and tell everyone (them included)."""
+        username = session.username
+        assert username is not None
+        logger.info("%s connected", username)
+        with self.lock:
+            self.connections[session.id] = session
+            self.presence.join(session.id, username)
+        self.broadcast()
+
+    def handle_message(self, session: Session, message: str | bytes) -> None:
+        """A user sent their new state: replace theirs and tell everyone."""
+        if isinstance(message, bytes):
+            raise UnsupportedData("binary messages are not supported; send JSON text")
+        try:
+            state = parse_state(message)
+        except MessageError as exc:
+            logger.info("%s sent a bad message: %s", session.username, exc.reason)
+            session.bad_messages += 1
+            if self.max_bad_messages and session.bad_messages >= self.max_bad_messages:
+                raise PolicyViolation(
+                    f"{session.bad_messages} bad messages in a row; last: {exc.reason}"
+                ) from None
+            session.send_text(error_reply(exc.reason))
+            return
+        session.bad_messages = 0
+        with self.lock:
+            user = self.presence.update(session.id, state)
+        logger.debug("%s updated their state: %s", user.username, state)
+        self.broadcast()
+
+    def handle_close(self, session: Session) -> None:
+        """A user left: forget them and tell everyone who is still here."""
+        with self.lock:
+            self.connections.pop(session.id, None)
+            user = self.presence.leave(session.id)
+        if user is None:
+            return
+        logger.info("%s disconnected", user.username)
+        self.broadcast()
+
+    def broadcast(self) -> None:
+        """Send the whole users map to every connection.
+
+        The JSON is built and framed once; each connection gets the same
+        bytes. A connection still busy with an earlier snapshot keeps only
+        this newer one (see :meth:`Session.send_snapshot`).
+        """
+        with self.lock:
+            version = self.presence.version
+            text = self.presence.snapshot()
+            targets = list(self.connections.values())
+        if not targets:
+            return
+        frame = frame_text(text)
+        for session in targets:
+            session.send_snapshot(version, frame, text)
+
+
+class EchoApp:
+    """``/echo``: every text or binary message comes back unchanged."""
+
+    def handle_connection(self, session: Session) -> None:
+        logger.debug("%r: echo connection opened", session)
+
+    def handle_message(self, session: Session, message: str | bytes) -> None:
+        if isinstance(message, str):
+            session.send_text(message)
+        else:
+            session.send_bytes(message)
+
+    def handle_close(self, session: Session) -> None:
+        logger.debug("%r: echo connection closed", session)

@@ -1,0 +1,53 @@
+"""Server settings: every limit and timeout in one frozen object.
+
+This module does no I/O. The CLI builds an :class:`Options` from the command
+line; tests build one directly. Every field has a documented default, and
+every field is a command-line option of the same name (``max_message_size``
+is ``--max-message-size``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+#: Largest message (in bytes, counted across fragments) either endpoint accepts.
+#: A cursor update is about 20 bytes; 32 KiB leaves ample room for a richer
+#: state while keeping a snapshot of a thousand users small.
+DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024
+
+#: The longest username, in characters, after percent-decoding.
+MAX_USERNAME_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the server may accept and how long it waits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Close with 1009 when a message grows past this many bytes.
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    #: Negotiate permessage-deflate when the client offers it.
+    compression: bool = False
+    #: Build at most one snapshot per this many milliseconds; 0 broadcasts
+    #: once per message, as the Node tutorial does.
+    broadcast_interval: float = 0.0
+    #: Close a connection that has accepted no data for this many seconds.
+    send_timeout: float = 10.0
+    #: Seconds between keepalive pings; 0 disables them.
+    ping_interval: float = 20.0
+    #: Close with 1011 when a ping has had no pong for this many seconds.
+    ping_timeout: float = 20.0
+    #: Seconds to wait for the client's reply to our close frame.
+    close_timeout: float = 5.0
+    #: Close with 1008 after this many bad messages in a row; 0 never does.
+    max_bad_messages: int = 10
+    #: Origins allowed besides the same origin and loopback; ``"*"`` allows all.
+    allowed_origins: tuple[str, ...] = ()
+    #: Log every frame and the raw handshake (for learners).
+    trace: bool = False
+
+    def replace(self, **changes: object) -> Options:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

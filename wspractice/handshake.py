@@ -1,0 +1,339 @@
+"""The opening handshake's rules (RFC 6455 section 4.2) and the app's own.
+
+:func:`check_upgrade` takes a request that :mod:`http.server` has already
+parsed and either returns an :class:`Upgrade` (what the server is about to
+accept) or raises :class:`~wspractice.errors.HandshakeError` with the status
+and a reason a person can act on. :func:`accept` then lets wsproto compute
+``Sec-WebSocket-Accept`` and negotiate permessage-deflate.
+
+Rule: this module decides; it does no I/O and imports neither ``socket``,
+``threading`` nor ``http.server``. The request handler calls it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import generate_accept_token
+
+from .config import MAX_USERNAME_LENGTH
+from .errors import HandshakeError
+
+#: The only protocol version RFC 6455 defines.
+WEBSOCKET_VERSION = "13"
+
+#: The path of the echo endpoint; every other path is the presence app.
+ECHO_PATH = "/echo"
+
+_HEADER_VERSION = (("Sec-WebSocket-Version", WEBSOCKET_VERSION),)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A WebSocket upgrade request that passed every rule."""
+
+    #: ``"echo"`` or ``"presence"``.
+    endpoint: str
+    #: The request path, without the query string.
+    path: str
+    #: The client's ``Sec-WebSocket-Key``, as sent.
+    key: str
+    #: ``username`` from the query string (presence app only).
+    username: str | None = None
+    #: The client's ``Sec-WebSocket-Extensions`` offers, one string each.
+    extension_offers: tuple[str, ...] = field(default=())
+
+
+def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Every value of header ``name`` (ASCII case-insensitive), in order."""
+    name = name.lower()
+    return [value for key, value in headers if key.lower() == name]
+
+
+def _tokens(values: Iterable[str]) -> list[str]:
+    """The comma-separated tokens of a list-valued header, lower-cased."""
+    return [token.strip().lower() for value in values for token in value.split(",")]
+
+
+def is_websocket_request(headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether the client is trying to open a WebSocket.
+
+    A request that names ``websocket`` in ``Upgrade``, or carries any
+    ``Sec-WebSocket-*`` header, is held to the handshake rules; any other
+    request is plain HTTP (an ``Upgrade`` to another protocol, such as
+    ``h2c``, is ignored as RFC 9110 section 7.8 allows).
+    """
+    if "websocket" in _tokens(header_values(headers, "Upgrade")):
+        return True
+    return any(key.lower().startswith("sec-websocket-") for key, _ in headers)
+
+
+def check_upgrade(
+    request_version: str,
+    target: str,
+    headers: Sequence[tuple[str, str]],
+    allowed_origins: Sequence[str] = (),
+) -> Upgrade:
+    """Apply RFC 6455's rules, the Origin policy and the app's rules.
+
+    ``request_version`` is the request line's version (``"HTTP/1.1"``),
+    ``target`` its request target as http.server decoded it (latin-1), and
+    ``headers`` the request headers in order. The caller has already
+    checked that the method is GET.
+    """
+    if request_version != "HTTP/1.1":
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            f"a WebSocket handshake needs HTTP/1.1, not {request_version}",
+        )
+    if "websocket" not in _tokens(header_values(headers, "Upgrade")):
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            "the Upgrade header must be 'websocket'",
+        )
+    if "upgrade" not in _tokens(header_values(headers, "Connection")):
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            "the Connection header must include 'Upgrade'",
+        )
+    versions = header_values(headers, "Sec-WebSocket-Version")
+    if not versions:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            "the Sec-WebSocket-Version header is missing; this server speaks 13",
+            _HEADER_VERSION,
+        )
+    if [v.strip() for v in versions] != [WEBSOCKET_VERSION]:
+        raise HandshakeError(
+            HTTPStatus.UPGRADE_REQUIRED,
+            f"unsupported Sec-WebSocket-Version {', '.join(versions)!r};"
+            f" this server speaks {WEBSOCKET_VERSION}",
+            _HEADER_VERSION,
+        )
+    key = _check_key(header_values(headers, "Sec-WebSocket-Key"))
+    hosts = header_values(headers, "Host")
+    if len(hosts) != 1 or not hosts[0].strip():
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, "exactly one non-empty Host header is required"
+        )
+    origins = header_values(headers, "Origin")
+    if len(origins) > 1:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "more than one Origin header")
+    if origins:
+        check_origin(origins[0], hosts[0], allowed_origins)
+
+    path, query = _split_target(target)
+    offers = tuple(
+        offer.strip()
+        for value in header_values(headers, "Sec-WebSocket-Extensions")
+        for offer in value.split(",")
+        if offer.strip()
+    )
+    if path == ECHO_PATH:
+        return Upgrade("echo", path, key, None, offers)
+    return Upgrade("presence", path, key, parse_username(query), offers)
+
+
+def _check_key(keys: list[str]) -> str:
+    if not keys:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, "the Sec-WebSocket-Key header is missing"
+        )
+    if len(keys) > 1:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, "more than one Sec-WebSocket-Key header"
+        )
+    key = keys[0].strip()
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except binascii.Error:
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters)",
+        )
+    return key
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    """The path and the query of a request target, as Unicode text.
+
+    http.server decodes the request line as latin-1; clients that send raw
+    UTF-8 rather than percent-escapes get their text back here.
+    """
+    try:
+        text = target.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, "the request target is not valid UTF-8"
+        ) from None
+    parts = urllib.parse.urlsplit(text)
+    return parts.path or "/", parts.query
+
+
+def parse_username(query: str) -> str:
+    """``username`` from a query string, under the presence app's rules.
+
+    Like the tutorial's ``url.parse(request.url, true).query``, but a missing,
+    empty, repeated or invalid username is an error that says which rule it
+    broke.
+    """
+    try:
+        params = urllib.parse.parse_qs(
+            query, keep_blank_values=True, errors="strict", max_num_fields=100
+        )
+    except UnicodeDecodeError:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            "the query string has percent-escapes that are not valid UTF-8",
+        ) from None
+    except ValueError:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, "the query string has too many parameters"
+        ) from None
+    names = params.get("username")
+    if names is None:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            "username is required: add ?username=NAME to the URL",
+        )
+    if len(names) > 1:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "username must be given only once")
+    return check_username(names[0])
+
+
+def check_username(name: str) -> str:
+    """Return ``name`` if it is a valid username, else raise HandshakeError."""
+    if not name:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "username must not be empty")
+    if len(name) > MAX_USERNAME_LENGTH:
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST,
+            f"username must be at most {MAX_USERNAME_LENGTH} characters,"
+            f" got {len(name)}",
+        )
+    for char in name:
+        if unicodedata.category(char) == "Cc":
+            raise HandshakeError(
+                HTTPStatus.BAD_REQUEST,
+                f"username must not contain control characters"
+                f" (found U+{ord(char):04X})",
+            )
+    return name
+
+
+# ---------------------------------------------------------------- Origin
+
+
+def _origin_host_port(origin: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a serialized origin, or None if malformed."""
+    try:
+        parts = urllib.parse.urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        return None
+    if port is None:
+        port = 443 if parts.scheme in ("https", "wss") else 80
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def _host_port(host: str, default_port: int) -> tuple[str, int] | None:
+    """``(host, port)`` of a Host header value, or None if malformed."""
+    try:
+        parts = urllib.parse.urlsplit("//" + host.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), default_port if port is None else port
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``*.localhost``, 127.0.0.0/8 or ::1."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_origin(origin: str, host: str, allowed_origins: Sequence[str]) -> None:
+    """Refuse a cross-site Origin (403) unless ``allowed_origins`` names it.
+
+    Allowed without configuration: the same origin (its host and port equal
+    the Host header's) and loopback origins on any port, where the tutorial's
+    React client runs on a development server. ``"*"`` allows every origin.
+    """
+    if "*" in allowed_origins:
+        return
+    normalized = origin.strip().rstrip("/").lower()
+    if normalized in (o.rstrip("/").lower() for o in allowed_origins):
+        return
+    parsed = _origin_host_port(origin)
+    if parsed is not None:
+        scheme, origin_host, origin_port = parsed
+        if is_loopback_host(origin_host):
+            return
+        default_port = 443 if scheme in ("https", "wss") else 80
+        if _host_port(host, default_port) == (origin_host, origin_port):
+            return
+    raise HandshakeError(
+        HTTPStatus.FORBIDDEN,
+        f"Origin {origin!r} is not allowed: it is neither this server's origin"
+        " nor loopback; start the server with --allowed-origin to allow it",
+    )
+
+
+# ---------------------------------------------------------------- accept
+
+
+def accept(
+    upgrade: Upgrade, compression: bool
+) -> tuple[list[tuple[str, str]], list[Extension]]:
+    """The 101 response's headers and the extensions now in force.
+
+    wsproto computes ``Sec-WebSocket-Accept`` (SHA-1 of the key and the RFC's
+    GUID, in base64) and negotiates permessage-deflate, which is offered
+    only when the client asked for it and ``compression`` is on. A
+    subprotocol is never chosen: this server defines none.
+    """
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        (
+            "Sec-WebSocket-Accept",
+            generate_accept_token(upgrade.key.encode("ascii")).decode("ascii"),
+        ),
+    ]
+    extensions: list[Extension] = []
+    if compression and upgrade.extension_offers:
+        deflate = PerMessageDeflate()
+        response = server_extensions_handshake(
+            _first_offer(upgrade.extension_offers, deflate.name), [deflate]
+        )
+        if response is not None:
+            headers.append(("Sec-WebSocket-Extensions", response.decode("ascii")))
+            extensions.append(deflate)
+    return headers, extensions
+
+
+def _first_offer(offers: Sequence[str], name: str) -> list[str]:
+    """The client's first offer of extension ``name`` (RFC 7692 section 5)."""
+    for offer in offers:
+        if offer.split(";", 1)[0].strip().lower() == name:
+            return [offer]
+    return []

@@ -1,0 +1,81 @@
+"""The presence app's wire format: what a client sends and what it gets back.
+
+A client sends its whole state as one JSON object in a text message, e.g.
+``{"x": 412, "y": 230}``. :func:`parse_state` checks it and returns the state
+re-encoded as compact JSON, the form it takes inside every snapshot. A message
+that is not a JSON object raises :class:`~wspractice.errors.MessageError`,
+whose reason goes back to the sender alone via :func:`error_reply`.
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NoReturn
+
+from .errors import MessageError
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise MessageError(f"message is not valid JSON: {name} is not a JSON value")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_compact_ascii = json.JSONEncoder(separators=(",", ":"))
+
+
+def encode(value: object) -> str:
+    """``value`` as compact JSON text that is always valid UTF-8.
+
+    Like ``JSON.stringify``: non-ASCII characters are written as they are,
+    except lone surrogates (``"\\ud800"`` in a client's JSON), which cannot be
+    written as UTF-8 and keep their ``\\u`` escapes.
+    """
+    text = _compact.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _compact_ascii.encode(value)
+    return text
+
+
+def parse_state(text: str) -> str:
+    """The state a text message carries, as compact JSON text.
+
+    Raises MessageError, saying what is wrong, unless the message is a JSON
+    object.
+    """
+    try:
+        state = _decoder.decode(text)
+        if not isinstance(state, dict):
+            raise MessageError(
+                'message must be a JSON object such as {"x": 1, "y": 2},'
+                f" not {_json_type(state)}"
+            )
+        return encode(state)
+    except json.JSONDecodeError as exc:
+        raise MessageError(f"message is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MessageError("message is not usable: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with too many digits
+        raise MessageError(f"message is not usable: {exc}") from None
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null"
+
+
+def error_reply(reason: str) -> str:
+    """The message that tells one client what was wrong with its message."""
+    return encode({"error": reason})

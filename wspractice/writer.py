@@ -1,0 +1,155 @@
+"""The writer thread: finishes the writes that sockets could not take at once.
+
+Sessions never block on a write. When a socket's buffer is full, the rest of
+the data waits in the session's outbox and the session asks this thread to
+watch its socket. The thread sends more whenever the socket becomes writable,
+drops a connection that has taken nothing for ``send_timeout`` seconds, and
+drops one whose closing handshake has run past its deadline.
+
+Only this thread touches the selector; other threads hand it work through a
+queue and wake it with a byte on a socket pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .session import Session
+
+logger = logging.getLogger(__name__)
+
+#: How often deadlines are checked, in seconds.
+TICK = 0.1
+
+
+class Writer(threading.Thread):
+    """One thread that flushes every stalled socket."""
+
+    def __init__(self, send_timeout: float) -> None:
+        super().__init__(name="wspractice-writer", daemon=True)
+        self.send_timeout = send_timeout
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._commands: deque[tuple[str, Session]] = deque()
+        self._watched: dict[int, Session] = {}
+        self._fds: dict[Session, int] = {}
+        self._deadlines: set[Session] = set()
+        self._stopping = False
+
+    # ------------------------------------------------ called from any thread
+
+    def watch(self, session: Session) -> None:
+        """Flush ``session`` whenever its socket can take more data."""
+        self._commands.append(("watch", session))
+        self._wake()
+
+    def watch_deadline(self, session: Session) -> None:
+        """Abort ``session`` if its closing handshake passes its deadline."""
+        self._commands.append(("deadline", session))
+        self._wake()
+
+    def forget(self, session: Session) -> None:
+        """Stop watching ``session``; its socket is about to be closed."""
+        self._commands.append(("forget", session))
+        self._wake()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # The pipe is full (a wake-up is pending) or closed.
+            pass
+
+    # ------------------------------------------------ the writer thread
+
+    def run(self) -> None:
+        next_tick = time.monotonic() + TICK
+        while not self._stopping:
+            timeout = max(0.0, next_tick - time.monotonic())
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:
+                    self._drain_wakeups()
+                else:
+                    self._flush(key.fd, key.data)
+            self._run_commands()
+            now = time.monotonic()
+            if now >= next_tick:
+                self._check_deadlines(now)
+                next_tick = now + TICK
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _flush(self, fd: int, session: Session) -> None:
+        try:
+            done = session.flush()
+        except Exception:
+            logger.exception("%r: error while flushing", session)
+            done = True
+            session.abort("internal error while writing")
+        if done:
+            self._unwatch(fd)
+
+    def _unwatch(self, fd: int) -> None:
+        session = self._watched.pop(fd, None)
+        if session is not None:
+            self._fds.pop(session, None)
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command, session = self._commands.popleft()
+            if command == "watch":
+                fd = session.sock.fileno()
+                if fd < 0 or self._watched.get(fd) is session:
+                    continue
+                if fd in self._watched:  # A closed socket's number, reused.
+                    self._unwatch(fd)
+                self._watched[fd] = session
+                self._fds[session] = fd
+                self._selector.register(fd, selectors.EVENT_WRITE, session)
+            elif command == "deadline":
+                self._deadlines.add(session)
+            else:  # forget
+                self._deadlines.discard(session)
+                watched_fd = self._fds.get(session)
+                if watched_fd is not None:
+                    self._unwatch(watched_fd)
+
+    def _check_deadlines(self, now: float) -> None:
+        for session in list(self._watched.values()):
+            since = session.stalled_since
+            if since is not None and now - since > self.send_timeout:
+                session.abort(
+                    f"the client took no data for {self.send_timeout:g} seconds"
+                )
+        for session in list(self._deadlines):
+            deadline = session.close_deadline
+            if deadline is not None and now > deadline:
+                self._deadlines.discard(session)
+                session.abort("the client did not finish the closing handshake")
