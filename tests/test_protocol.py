@@ -291,3 +291,67 @@ def test_connection_reset_by_the_client_costs_others_nothing(
         recv_until(alex, lambda s: len(s) == 1)
         alex.send("{}")
         assert len(recv_json(alex)) == 1
+
+
+def test_an_idle_client_is_pinged_and_stays_if_it_answers(start_server: Any) -> None:
+    server = start_server(ping_interval=0.2, ping_timeout=0.5)
+    with RawClient(server.port) as client:
+        client.handshake("/echo")
+        for _ in range(3):
+            opcode, fin, payload = client.read_frame()
+            assert (opcode, fin, len(payload)) == (OP_PING, True, 4)
+            client.send(frame(OP_PONG, payload))
+        client.send(frame(OP_TEXT, b"still here"))
+        while (frame_ := client.read_frame())[0] == OP_PING:
+            client.send(frame(OP_PONG, frame_[2]))
+        assert frame_ == (OP_TEXT, True, b"still here")
+
+
+def test_a_client_that_never_answers_pings_is_closed_with_1011(
+    start_server: Any,
+) -> None:
+    server = start_server(ping_interval=0.2, ping_timeout=0.3)
+    with RawClient(server.port) as client:
+        client.handshake("/echo")
+        assert client.read_frame()[0] == OP_PING
+        assert client.read_close() == (
+            1011,
+            "keepalive ping timeout: no pong within 0.3 s",
+        )
+
+
+def test_a_pong_with_the_wrong_payload_does_not_count(start_server: Any) -> None:
+    server = start_server(ping_interval=0.2, ping_timeout=0.3)
+    with RawClient(server.port) as client:
+        client.handshake("/echo")
+        assert client.read_frame()[0] == OP_PING
+        client.send(frame(OP_PONG, b"nope"))
+        assert client.read_close()[0] == 1011
+
+
+def test_websockets_client_stays_connected_across_pings(start_server: Any) -> None:
+    server = start_server(ping_interval=0.1, ping_timeout=0.5)
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        threading.Event().wait(0.6)  # Several ping intervals, idle.
+        alex.send('{"x": 1}')
+        assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
+
+
+def test_too_many_fragments_in_one_message_close_with_1008(
+    start_server: Any,
+) -> None:
+    server = start_server(max_message_size=1024)  # 64 fragments at most
+    with RawClient(server.port) as client:
+        client.handshake("/echo")
+        data = frame(OP_TEXT, b"", fin=False)
+        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(62))
+        client.send(data + frame(OP_CONT, b"ok", fin=True))  # 64 frames
+        assert client.read_frame() == (OP_TEXT, True, b"ok")
+        data = frame(OP_TEXT, b"", fin=False)
+        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(64))
+        client.send(data)
+        assert client.read_close() == (
+            1008,
+            "message split into more than 64 fragments",
+        )

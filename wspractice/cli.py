@@ -49,6 +49,13 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Options()
     parser = argparse.ArgumentParser(
@@ -91,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=defaults.compression,
         help="negotiate permessage-deflate (RFC 7692) with clients that offer it",
+    )
+    proto.add_argument(
+        "--ping-interval",
+        type=seconds,
+        metavar="SECONDS",
+        default=defaults.ping_interval,
+        help="ping a client after this long without hearing from it (0: never)",
+    )
+    proto.add_argument(
+        "--ping-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        default=defaults.ping_timeout,
+        help="close with 1011 when a ping gets no pong within this time",
     )
     proto.add_argument(
         "--close-timeout",
@@ -141,6 +162,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         port=args.port,
         max_message_size=args.max_message_size,
         compression=args.compression,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
         close_timeout=args.close_timeout,
         send_timeout=args.send_timeout,
         max_bad_messages=args.max_bad_messages,

@@ -35,7 +35,8 @@ class Options:
     broadcast_interval: float = 0.0
     #: Close a connection that has accepted no data for this many seconds.
     send_timeout: float = 10.0
-    #: Seconds between keepalive pings; 0 disables them.
+    #: Ping a client after this many seconds without hearing from it;
+    #: 0 disables keepalive pings.
     ping_interval: float = 20.0
     #: Close with 1011 when a ping has had no pong for this many seconds.
     ping_timeout: float = 20.0
@@ -47,6 +48,16 @@ class Options:
     allowed_origins: tuple[str, ...] = ()
     #: Log every frame and the raw handshake (for learners).
     trace: bool = False
+
+    @property
+    def max_fragments(self) -> int:
+        """Most frames one message may be split into.
+
+        Every frame costs the server a parse however small it is, so the
+        count is capped in proportion to the size limit: one frame per 16
+        bytes of ``max_message_size``, and never fewer than 64.
+        """
+        return max(64, self.max_message_size // 16)
 
     def replace(self, **changes: object) -> Options:
         """A copy with some fields changed (``dataclasses.replace``)."""

@@ -140,6 +140,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             data = b""
         finally:
             sock.setblocking(True)
+        self.rfile.close()  # Frees its buffer for the life of the connection.
         return data
 
     # ---------------------------------------------------------- logging

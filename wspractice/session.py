@@ -18,11 +18,11 @@ that stays stuck for ``send_timeout`` seconds is dropped.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
 import uuid
-from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState
@@ -37,7 +37,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason
 
-from .errors import CloseError, MessageTooBig
+from .errors import CloseError, MessageTooBig, PolicyViolation
 
 if TYPE_CHECKING:
     from .config import Options
@@ -45,8 +45,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: How much to ask of the socket per read.
+#: How much to ask of the socket per read while data keeps coming.
 RECV_SIZE = 64 * 1024
+
+#: How much to ask for when the last read was not full. Python allocates the
+#: whole buffer before the read blocks, so this is what an idle connection
+#: holds; a cursor update needs a few dozen bytes.
+IDLE_RECV_SIZE = 1024
 
 #: The reader stops reading while more than this many bytes of replies to
 #: its own client wait in the outbox (backpressure, e.g. on /echo).
@@ -103,11 +108,12 @@ class Session:
 
         #: Guards ``ws`` and the outbox.
         self.lock = threading.Lock()
-        self._drained = threading.Condition(self.lock)
+        #: Made on first use: most connections never wait for the outbox.
+        self._drained: threading.Condition | None = None
         # The outbox: the frame being written, then frames in order, then the
         # latest snapshot (which replaces any older one not yet started).
         self._current: memoryview | None = None
-        self._queue: deque[bytes] = deque()
+        self._queue: list[bytes] = []
         self._queued_bytes = 0
         self._snapshot: tuple[bytes, str] | None = None
         #: Version of the newest snapshot accepted for sending.
@@ -120,6 +126,11 @@ class Session:
         self._write_failed = False
         self._message: list[str | bytes] = []
         self._message_size = 0
+        self._message_frames = 0
+        #: Monotonic time of the last read from the client.
+        self.last_received = time.monotonic()
+        self._ping_payload: bytes | None = None
+        self._ping_sent_at = 0.0
 
     def __repr__(self) -> str:
         who = self.username if self.username is not None else "echo"
@@ -136,6 +147,10 @@ class Session:
         except Exception:
             logger.exception("%r: error while opening", self)
             self.close(CloseReason.INTERNAL_ERROR, "internal server error")
+        if self.options.ping_interval > 0:
+            self.writer.call_at(
+                self.last_received + self.options.ping_interval, self._keepalive
+            )
         try:
             self._read_loop()
         except Exception:
@@ -150,12 +165,15 @@ class Session:
 
     def _read_loop(self) -> None:
         self._handle_events()  # Frames that came with the handshake.
+        size = IDLE_RECV_SIZE
         while self.ws.state is not ConnectionState.CLOSED:
             try:
-                data = self.sock.recv(RECV_SIZE)
+                data = self.sock.recv(size)
+                size = RECV_SIZE if len(data) == size else IDLE_RECV_SIZE
             except OSError as exc:
                 logger.debug("%r: read failed: %s", self, exc)
                 data = b""
+            self.last_received = time.monotonic()
             with self.lock:
                 self.ws.receive_data(data or None)
             self._handle_events()
@@ -187,7 +205,8 @@ class Session:
         elif isinstance(event, Ping):
             self.send_event(event.response())
         elif isinstance(event, Pong):
-            pass
+            if event.payload == self._ping_payload:
+                self._ping_payload = None
         elif isinstance(event, CloseConnection):
             self._handle_close_frame(event)
 
@@ -203,6 +222,14 @@ class Session:
         if self._message_size > limit:
             self._message.clear()
             raise MessageTooBig(f"message is larger than {limit} bytes")
+        if event.frame_finished:
+            self._message_frames += 1
+            if self._message_frames > self.options.max_fragments:
+                self._message.clear()
+                raise PolicyViolation(
+                    "message split into more than"
+                    f" {self.options.max_fragments} fragments"
+                )
         if not event.message_finished:
             self._message.append(data)
             return
@@ -214,6 +241,7 @@ class Session:
                 data = b"".join(self._message)  # type: ignore[arg-type]
             self._message.clear()
         self._message_size = 0
+        self._message_frames = 0
         self.endpoint.handle_message(self, data)
 
     def _handle_close_frame(self, event: CloseConnection) -> None:
@@ -235,13 +263,41 @@ class Session:
         """Backpressure: let the client read its replies before we read more."""
         if self._queued_bytes <= HIGH_WATER:
             return
-        with self._drained:
+        with self.lock:
             while (
                 self._queued_bytes > HIGH_WATER
                 and not self._aborted
                 and not self._write_failed
             ):
-                self._drained.wait(1.0)
+                self._wait_for_drain(1.0)
+
+    def _keepalive(self, now: float) -> float | None:
+        """Ping a client we have not heard from; close if it never answers.
+
+        Runs in the writer thread; returns when it wants to run again.
+        """
+        if self._aborted or self.close_deadline is not None:
+            return None
+        options = self.options
+        if self._ping_payload is not None:
+            deadline = self._ping_sent_at + options.ping_timeout
+            if now < deadline:
+                return deadline
+            self.close(
+                CloseReason.INTERNAL_ERROR,
+                f"keepalive ping timeout: no pong within {options.ping_timeout:g} s",
+            )
+            return None
+        due = self.last_received + options.ping_interval
+        if now < due:
+            return due
+        with self.lock:
+            if self.ws.state is not ConnectionState.OPEN:
+                return None
+            self._ping_payload = os.urandom(4)
+            self._ping_sent_at = now
+            self._write(self.ws.send(Ping(payload=self._ping_payload)))
+        return now + options.ping_timeout
 
     # ------------------------------------------------------------ writing
 
@@ -306,7 +362,7 @@ class Session:
             if self._aborted:
                 return
             self._aborted = True
-            self._drained.notify_all()
+            self._notify_drained()
         logger.info("%r: dropping the connection: %s", self, why)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -346,7 +402,7 @@ class Session:
                     return True
                 if self._current is None and not self._next_chunk():
                     self.stalled_since = None
-                    self._drained.notify_all()
+                    self._notify_drained()
                     return True
                 assert self._current is not None
                 try:
@@ -361,14 +417,14 @@ class Session:
                 if sent == len(self._current):
                     self._current = None
                     if self._queued_bytes <= HIGH_WATER:
-                        self._drained.notify_all()
+                        self._notify_drained()
                 else:
                     self._current = self._current[sent:]
 
     def _next_chunk(self) -> bool:
         """Move the next frame of the outbox into ``_current``."""
         if self._queue:
-            self._current = memoryview(self._queue.popleft())
+            self._current = memoryview(self._queue.pop(0))
         elif self._snapshot is not None:
             frame, text = self._snapshot
             self._snapshot = None
@@ -395,7 +451,18 @@ class Session:
         self._snapshot = None
         self._queued_bytes = 0
         self.stalled_since = None
-        self._drained.notify_all()
+        self._notify_drained()
+
+    def _wait_for_drain(self, timeout: float) -> None:
+        """Wait until the outbox shrinks or ``timeout`` passes. Holds ``lock``."""
+        if self._drained is None:
+            self._drained = threading.Condition(self.lock)
+        self._drained.wait(timeout)
+
+    def _notify_drained(self) -> None:
+        """Wake the reader if it waits for the outbox. Holds ``lock``."""
+        if self._drained is not None:
+            self._drained.notify_all()
 
     @property
     def outbox_empty(self) -> bool:
@@ -406,12 +473,12 @@ class Session:
     def _finish(self) -> None:
         """Flush what is left, then close TCP first, as RFC 6455 7.1.1 asks."""
         deadline = time.monotonic() + self.options.close_timeout
-        with self._drained:
+        with self.lock:
             while not (self.outbox_empty or self._aborted or self._write_failed):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._drained.wait(remaining)
+                self._wait_for_drain(remaining)
             self._aborted = True  # No more writes from any thread.
         try:
             self.sock.shutdown(socket.SHUT_WR)

@@ -6,24 +6,34 @@ watch its socket. The thread sends more whenever the socket becomes writable,
 drops a connection that has taken nothing for ``send_timeout`` seconds, and
 drops one whose closing handshake has run past its deadline.
 
-Only this thread touches the selector; other threads hand it work through a
-queue and wake it with a byte on a socket pair.
+It is also the server's clock: :meth:`Writer.call_at` runs a callback at a
+given time (keepalive pings use it), so no connection needs a timer thread.
+
+Only this thread touches the selector and the timers; other threads hand it
+work through a queue and wake it with a byte on a socket pair.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import selectors
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .session import Session
 
 logger = logging.getLogger(__name__)
+
+#: A timer callback gets the current monotonic time and returns when it wants
+#: to run again, or None.
+TimerCallback = Callable[[float], "float | None"]
 
 #: How often deadlines are checked, in seconds.
 TICK = 0.1
@@ -41,6 +51,9 @@ class Writer(threading.Thread):
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._commands: deque[tuple[str, Session]] = deque()
+        self._new_timers: deque[tuple[float, TimerCallback]] = deque()
+        self._timers: list[tuple[float, int, TimerCallback]] = []
+        self._timer_ids = itertools.count()
         self._watched: dict[int, Session] = {}
         self._fds: dict[Session, int] = {}
         self._deadlines: set[Session] = set()
@@ -63,6 +76,14 @@ class Writer(threading.Thread):
         self._commands.append(("forget", session))
         self._wake()
 
+    def call_at(self, when: float, callback: TimerCallback) -> None:
+        """Run ``callback(now)`` in this thread at monotonic time ``when``.
+
+        The callback returns the time it wants to run again, or None.
+        """
+        self._new_timers.append((when, callback))
+        self._wake()
+
     def stop(self) -> None:
         self._stopping = True
         self._wake()
@@ -83,7 +104,10 @@ class Writer(threading.Thread):
     def run(self) -> None:
         next_tick = time.monotonic() + TICK
         while not self._stopping:
-            timeout = max(0.0, next_tick - time.monotonic())
+            wake_at = next_tick
+            if self._timers and self._timers[0][0] < wake_at:
+                wake_at = self._timers[0][0]
+            timeout = max(0.0, wake_at - time.monotonic())
             for key, _ in self._selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeups()
@@ -91,6 +115,7 @@ class Writer(threading.Thread):
                     self._flush(key.fd, key.data)
             self._run_commands()
             now = time.monotonic()
+            self._run_timers(now)
             if now >= next_tick:
                 self._check_deadlines(now)
                 next_tick = now + TICK
@@ -140,6 +165,20 @@ class Writer(threading.Thread):
                 watched_fd = self._fds.get(session)
                 if watched_fd is not None:
                     self._unwatch(watched_fd)
+
+    def _run_timers(self, now: float) -> None:
+        while self._new_timers:
+            when, callback = self._new_timers.popleft()
+            heapq.heappush(self._timers, (when, next(self._timer_ids), callback))
+        while self._timers and self._timers[0][0] <= now:
+            _, _, callback = heapq.heappop(self._timers)
+            try:
+                again = callback(now)
+            except Exception:
+                logger.exception("error in timer %r", callback)
+                continue
+            if again is not None:
+                heapq.heappush(self._timers, (again, next(self._timer_ids), callback))
 
     def _check_deadlines(self, now: float) -> None:
         for session in list(self._watched.values()):
