@@ -56,6 +56,15 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def milliseconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0 and 60000 milliseconds, got {text}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Options()
     parser = argparse.ArgumentParser(
@@ -129,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app = parser.add_argument_group("presence app")
     app.add_argument(
+        "--broadcast-interval",
+        type=milliseconds,
+        metavar="MS",
+        default=defaults.broadcast_interval,
+        help="send at most one snapshot per MS milliseconds, carrying every"
+        " change made in between; 0 sends one snapshot per message, as the Node"
+        " tutorial does",
+    )
+    app.add_argument(
         "--max-bad-messages",
         type=non_negative_int,
         metavar="N",
@@ -166,6 +184,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         ping_timeout=args.ping_timeout,
         close_timeout=args.close_timeout,
         send_timeout=args.send_timeout,
+        broadcast_interval=args.broadcast_interval,
         max_bad_messages=args.max_bad_messages,
         allowed_origins=tuple(args.allowed_origins),
     )

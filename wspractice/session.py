@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -122,7 +123,10 @@ class Session:
         self.stalled_since: float | None = None
         #: Monotonic time by which the close handshake must be over.
         self.close_deadline: float | None = None
+        #: Set by :meth:`abort`: the connection is being dropped.
         self._aborted = False
+        #: Set once the reader is done: nothing more may be written.
+        self._finished = False
         self._write_failed = False
         self._message: list[str | bytes] = []
         self._message_size = 0
@@ -357,21 +361,29 @@ class Session:
         self.writer.watch_deadline(self)
 
     def abort(self, why: str) -> None:
-        """Drop the TCP connection now, from any thread."""
+        """Drop the TCP connection now, from any thread.
+
+        Whatever the kernel still holds for the client is discarded (the
+        close sends a reset), so a client that stopped reading costs no
+        memory once it is dropped.
+        """
         with self.lock:
-            if self._aborted:
+            if self._aborted or self._finished:
                 return
             self._aborted = True
-            self._notify_drained()
+            self._drop_outbox()
         logger.info("%r: dropping the connection: %s", self, why)
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.sock.shutdown(socket.SHUT_RDWR)  # Wakes the reader.
         except OSError:
             pass
 
     def _write(self, data: bytes | bytearray) -> None:
         """Send ``data`` after what is queued; never blocks. Holds ``lock``."""
-        if self._aborted or self._write_failed:
+        if self._aborted or self._finished or self._write_failed:
             return
         if self._current is not None or self._queue or self._snapshot:
             self._queue.append(bytes(data))
@@ -397,7 +409,7 @@ class Session:
         """
         with self.lock:
             while True:
-                if self._aborted or self._write_failed:
+                if self._aborted or self._finished or self._write_failed:
                     self._drop_outbox()
                     return True
                 if self._current is None and not self._next_chunk():
@@ -465,6 +477,13 @@ class Session:
             self._drained.notify_all()
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes waiting in the outbox (the latest snapshot included)."""
+        snapshot = len(self._snapshot[0]) if self._snapshot is not None else 0
+        current = len(self._current) if self._current is not None else 0
+        return current + sum(map(len, self._queue)) + snapshot
+
+    @property
     def outbox_empty(self) -> bool:
         return self._current is None and not self._queue and self._snapshot is None
 
@@ -479,12 +498,14 @@ class Session:
                 if remaining <= 0:
                     break
                 self._wait_for_drain(remaining)
-            self._aborted = True  # No more writes from any thread.
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-            self._drain_until_eof(min(LINGER_TIMEOUT, self.options.close_timeout))
-        except OSError:
-            pass
+            self._finished = True  # No more writes from any thread.
+            dropped = self._aborted or self._write_failed
+        if not dropped:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+                self._drain_until_eof(min(LINGER_TIMEOUT, self.options.close_timeout))
+            except OSError:
+                pass
         self.writer.forget(self)
         self.sock.close()
 
