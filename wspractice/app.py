@@ -34,6 +34,7 @@ from wsproto.frame_protocol import FrameProtocol
 from .errors import MessageError, PolicyViolation, UnsupportedData
 from .messages import error_reply, parse_state
 from .presence import Presence
+from .ratelimit import RateLimiter
 from .session import Session
 
 #: Schedules a callback at a monotonic time (:meth:`Writer.call_at`).
@@ -59,8 +60,14 @@ class PresenceApp:
         call_at: Scheduler,
         broadcast_interval: float = 0.0,
         max_bad_messages: int = 10,
+        rate_limit: float = 0.0,
+        rate_burst: int = 1,
     ) -> None:
         self._call_at = call_at
+        #: Messages a second a client may send on average (0: no limit) ...
+        self.rate_limit = rate_limit
+        #: ... and at once.
+        self.rate_burst = rate_burst
         #: Seconds between coalesced broadcasts; 0 broadcasts every change.
         self.broadcast_interval = broadcast_interval
         self.max_bad_messages = max_bad_messages
@@ -78,6 +85,10 @@ class PresenceApp:
         username = session.username
         assert username is not None
         logger.info("%s connected", username)
+        if self.rate_limit > 0:
+            session.rate_limiter = RateLimiter(
+                self.rate_limit, self.rate_burst, time.monotonic()
+            )
         with self.lock:
             self.connections[session.id] = session
             self.presence.join(session.id, username)
@@ -87,6 +98,22 @@ class PresenceApp:
         """A user sent their new state: replace theirs and tell everyone."""
         if isinstance(message, bytes):
             raise UnsupportedData("binary messages are not supported; send JSON text")
+        limiter = session.rate_limiter
+        if limiter is not None and not limiter.allow(time.monotonic()):
+            if limiter.persistent:
+                raise PolicyViolation(
+                    f"message rate above {self.rate_limit:g} a second for too long"
+                )
+            if limiter.dropped == 1:
+                logger.info("%s is over the message rate limit", session.username)
+                session.send_text(
+                    error_reply(
+                        f"too many messages: at most {self.rate_limit:g} a second"
+                        f" (bursts of {self.rate_burst}); messages are dropped"
+                        " until you slow down"
+                    )
+                )
+            return
         try:
             state = parse_state(message)
         except MessageError as exc:

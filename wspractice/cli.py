@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
+import ssl
 import sys
+import threading
 from types import FrameType
 
 from . import __version__
@@ -31,6 +34,13 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
@@ -93,6 +103,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.port,
         help="port to listen on; 0 picks a free port (the startup line says which)",
     )
+    net.add_argument(
+        "--certfile",
+        metavar="PEM",
+        help="certificate chain (PEM): serve wss:// and https:// instead of ws://",
+    )
+    net.add_argument(
+        "--keyfile",
+        metavar="PEM",
+        help="private key (PEM), if not in --certfile",
+    )
+    net.add_argument(
+        "--max-connections",
+        type=positive_int,
+        metavar="N",
+        default=defaults.max_connections,
+        help="refuse new WebSockets with 503 beyond N open ones",
+    )
+    net.add_argument(
+        "--handshake-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        default=defaults.handshake_timeout,
+        help="drop a client that has not sent a whole request (TLS handshake,"
+        " request line and headers) within this time",
+    )
+    net.add_argument(
+        "--max-header-size",
+        type=positive_int,
+        metavar="BYTES",
+        default=defaults.max_header_size,
+        help="largest request line plus headers; larger requests get 431",
+    )
     proto = parser.add_argument_group("protocol")
     proto.add_argument(
         "--max-message-size",
@@ -154,6 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="close with 1008 after N bad messages in a row (0: never)",
     )
     app.add_argument(
+        "--rate-limit",
+        type=non_negative_float,
+        metavar="MSGS",
+        default=defaults.rate_limit,
+        help="messages a second a client may send on average; messages over"
+        " the limit are dropped and persistent excess closes with 1008"
+        " (0: no limit)",
+    )
+    app.add_argument(
+        "--rate-burst",
+        type=positive_int,
+        metavar="N",
+        default=defaults.rate_burst,
+        help="messages a client may send at once before --rate-limit applies",
+    )
+    app.add_argument(
         "--allowed-origin",
         action="append",
         metavar="ORIGIN",
@@ -186,8 +244,42 @@ def options_from_args(args: argparse.Namespace) -> Options:
         send_timeout=args.send_timeout,
         broadcast_interval=args.broadcast_interval,
         max_bad_messages=args.max_bad_messages,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
+        max_header_size=args.max_header_size,
         allowed_origins=tuple(args.allowed_origins),
+        certfile=args.certfile,
+        keyfile=args.keyfile,
     )
+
+
+#: Each connection has a thread; its stack is reserved, not used, but a
+#: smaller reservation keeps thousands of threads within any address-space
+#: limit. 1 MiB leaves room for deeply nested JSON.
+THREAD_STACK_SIZE = 1024 * 1024
+
+
+def prepare_process(options: Options) -> None:
+    """Process-wide settings for serving many connections."""
+    threading.stack_size(THREAD_STACK_SIZE)
+    # One file descriptor per connection: raise the soft limit to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < options.max_connections + 64:
+        logger.warning(
+            "only %d file descriptors are allowed (ulimit -n): fewer than"
+            " --max-connections %d; raise the limit to serve them all",
+            soft,
+            options.max_connections,
+        )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -200,8 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr
     )
     options = options_from_args(args)
+    prepare_process(options)
     try:
         server = WebSocketServer(options)
+    except ssl.SSLError as exc:
+        logger.error("cannot use the certificate or key: %s", exc)
+        return 1
+    except FileNotFoundError as exc:
+        logger.error("cannot read %s: %s", exc.filename, exc.strerror)
+        return 1
     except OSError as exc:
         logger.error("cannot listen on %s port %s: %s", options.host, options.port, exc)
         return 1

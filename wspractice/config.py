@@ -44,6 +44,19 @@ class Options:
     close_timeout: float = 5.0
     #: Close with 1008 after this many bad messages in a row; 0 never does.
     max_bad_messages: int = 10
+    #: Presence messages a client may send per second on average; 0: no limit.
+    rate_limit: float = 60.0
+    #: ... and at once. Persistent excess closes with 1008.
+    rate_burst: int = 120
+    #: Refuse new WebSockets with 503 beyond this many open ones.
+    max_connections: int = 10_000
+    #: Drop a client that has not sent a whole request head in this many seconds.
+    handshake_timeout: float = 10.0
+    #: Largest request head (request line and headers), in bytes; 431 beyond.
+    max_header_size: int = 16 * 1024
+    #: PEM certificate chain and private key: serve wss:// and https://.
+    certfile: str | None = None
+    keyfile: str | None = None
     #: Origins allowed besides the same origin and loopback; ``"*"`` allows all.
     allowed_origins: tuple[str, ...] = ()
     #: Log every frame and the raw handshake (for learners).

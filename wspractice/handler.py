@@ -11,16 +11,19 @@ Everything else is plain HTTP.
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import __version__
 from .errors import HandshakeError
 from .handshake import accept, check_upgrade, is_websocket_request
 from .session import RECV_SIZE
+from .tls import TLSFile, TLSLayer
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -34,15 +37,128 @@ _NOT_FOUND = (
 )
 
 
+class HeadTooLarge(Exception):
+    """The request head is over ``max_header_size``."""
+
+
+class _HeadReader:
+    """``rfile`` while http.server reads the headers: counts every byte."""
+
+    def __init__(self, rfile: io.BufferedIOBase, budget: int) -> None:
+        self._rfile = rfile
+        self._budget = budget
+
+    def readline(self, limit: int = -1) -> bytes:
+        if limit < 0 or limit > self._budget + 1:
+            limit = self._budget + 1
+        line = self._rfile.readline(limit)
+        self._budget -= len(line)
+        if self._budget < 0:
+            raise HeadTooLarge
+        return line
+
+
 class RequestHandler(BaseHTTPRequestHandler):
     """Serves one TCP connection: HTTP requests, or one WebSocket."""
 
     server: WebSocketServer
+    raw_requestline: bytes
     protocol_version = "HTTP/1.1"
     server_version = f"wspractice/{__version__}"
+    #: TLS for this connection when the server serves wss:// and https://.
+    tls: TLSLayer | None = None
+    #: Counts request heads on this connection (for their deadlines).
+    _heads = 0
+    _reading_head = False
 
     def version_string(self) -> str:
         return self.server_version
+
+    # ---------------------------------------------------------- connection
+
+    def setup(self) -> None:
+        """Arm the handshake deadline, then set up TLS and the files."""
+        self._arm_head_deadline()
+        super().setup()
+        self.connection.settimeout(self.server.options.handshake_timeout)
+        context = self.server.tls_context
+        if context is not None:
+            self.tls = TLSLayer(context)
+            self.tls.handshake(self.connection)
+            tls_file = TLSFile(self.connection, self.tls)
+            self.rfile = io.BufferedReader(tls_file)
+            self.wfile = cast(io.BufferedIOBase, tls_file)
+
+    def handle_one_request(self) -> None:
+        if self._heads:  # The first head's deadline was armed in setup().
+            self._arm_head_deadline()
+        super().handle_one_request()
+
+    def _arm_head_deadline(self) -> None:
+        """Drop the connection unless a whole request head arrives in time.
+
+        A socket timeout alone would let a client send a byte every few
+        seconds forever; this is a deadline for the whole head.
+        """
+        self._heads += 1
+        self._reading_head = True
+        number = self._heads
+        timeout = self.server.options.handshake_timeout
+
+        def expire(now: float) -> None:
+            if self._reading_head and self._heads == number:
+                logger.info(
+                    "%s: no complete request within %g s; dropping it",
+                    self.client_address[0],
+                    timeout,
+                )
+                try:
+                    self.request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        self.server.writer.call_at(time.monotonic() + timeout, expire)
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, with a cap on the size of the whole head."""
+        limit = self.server.options.max_header_size
+        if len(self.raw_requestline) > limit:
+            self.command, self.requestline = "", ""
+            self.request_version = "HTTP/1.1"
+            self.reject(
+                HTTPStatus.REQUEST_URI_TOO_LONG,
+                f"the request line is longer than {limit} bytes",
+            )
+            return False
+        rfile = self.rfile
+        budget = limit - len(self.raw_requestline)
+        self.rfile = cast(io.BufferedIOBase, _HeadReader(rfile, budget))
+        try:
+            parsed = super().parse_request()
+        except HeadTooLarge:
+            parsed = False
+            self.rfile = rfile
+            self.reject(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"the request line and headers are larger than {limit} bytes",
+            )
+        finally:
+            self.rfile = rfile
+        self._reading_head = False
+        return parsed
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
+        """http.server's own errors, as plain text like every other refusal."""
+        status = HTTPStatus(code)
+        reason = message or status.phrase
+        logger.warning("%s: %d %s", self.address_string(), code, reason)
+        if self.request_version == "HTTP/0.9":
+            # The request line was unreadable, so http.server assumed HTTP/0.9,
+            # whose responses have no status line. Answer in HTTP/1.1.
+            self.request_version = "HTTP/1.1"
+        self.reject(status, reason)
 
     # ---------------------------------------------------------- plain HTTP
 
@@ -103,26 +219,32 @@ class RequestHandler(BaseHTTPRequestHandler):
             )
             self.reject(exc.status, exc.reason, exc.headers)
             return
-        if self.server.shutting_down:
+        refusal = self.server.admit()
+        if refusal is not None:
+            logger.warning(
+                "refused a WebSocket from %s: %s", self.address_string(), refusal
+            )
             self.reject(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                "the server is shutting down",
-                (("Retry-After", "5"),),
+                HTTPStatus.SERVICE_UNAVAILABLE, refusal, (("Retry-After", "5"),)
             )
             return
-        response_headers, extensions = accept(upgrade, options.compression)
-        self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
-        for name, value in response_headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.close_connection = True
-        self.server.run_session(
-            self.connection,
-            upgrade,
-            extensions,
-            self._take_buffered_bytes(),
-            peer=self.address_string(),
-        )
+        try:
+            response_headers, extensions = accept(upgrade, options.compression)
+            self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
+            for name, value in response_headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.close_connection = True
+            self.server.run_session(
+                self.connection,
+                upgrade,
+                extensions,
+                self._take_buffered_bytes(),
+                peer=self.address_string(),
+                tls=self.tls,
+            )
+        finally:
+            self.server.release()
 
     def _take_buffered_bytes(self) -> bytes:
         """What the client sent after its handshake, already in ``rfile``.
@@ -134,14 +256,16 @@ class RequestHandler(BaseHTTPRequestHandler):
         """
         sock: socket.socket = self.connection
         sock.setblocking(False)
+        chunks = []
         try:
-            data = self.rfile.read1(RECV_SIZE) or b""
+            while chunk := self.rfile.read1(RECV_SIZE):
+                chunks.append(chunk)
         except OSError:
-            data = b""
+            pass
         finally:
             sock.setblocking(True)
         self.rfile.close()  # Frees its buffer for the life of the connection.
-        return data
+        return b"".join(chunks)
 
     # ---------------------------------------------------------- logging
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
+import sys
 import threading
 import time
 from http.server import ThreadingHTTPServer
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionType
 from wsproto.extensions import Extension
@@ -26,6 +29,7 @@ from .config import Options
 from .handler import RequestHandler
 from .handshake import Upgrade
 from .session import Endpoint, Session
+from .tls import TLSLayer, server_context
 from .writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -56,10 +60,22 @@ class WebSocketServer(ThreadingHTTPServer):
             self.writer.call_at,
             self.options.broadcast_interval / 1000,
             self.options.max_bad_messages,
+            self.options.rate_limit,
+            self.options.rate_burst,
         )
         self.echo = EchoApp()
+        #: TLS for wss:// and https://, when a certificate is configured.
+        self.tls_context: ssl.SSLContext | None = None
+        if self.options.certfile:
+            self.tls_context = server_context(
+                self.options.certfile, self.options.keyfile
+            )
         self.sessions: set[Session] = set()
         self._sessions_changed = threading.Condition()
+        #: WebSockets admitted (sessions, and handshakes about to become one).
+        self._admitted = 0
+        #: Every TCP connection being served, WebSocket or not.
+        self.connections: set[socket.socket] = set()
         #: Set when shutting down: new upgrades get 503.
         self.shutting_down = False
         super().__init__((self.options.host, self.options.port), handler)
@@ -83,6 +99,25 @@ class WebSocketServer(ThreadingHTTPServer):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_SIZE)
         return sock, address
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._sessions_changed:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._sessions_changed:
+            self.connections.discard(request)
+            self._sessions_changed.notify_all()
+        super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A connection failed outside a WebSocket: log it, briefly if expected."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ssl.SSLError)):
+            logger.info("%s: connection failed: %s", client_address, exc)
+        else:
+            logger.exception("%s: error while serving a request", client_address)
+
     @property
     def port(self) -> int:
         """The port the server listens on (useful with ``port=0``)."""
@@ -97,12 +132,31 @@ class WebSocketServer(ThreadingHTTPServer):
             host = "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}{path}"
+        scheme = "ws" if self.tls_context is None else "wss"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     # ---------------------------------------------------------- sessions
 
     def endpoint(self, upgrade: Upgrade) -> Endpoint:
         return self.echo if upgrade.endpoint == "echo" else self.presence
+
+    def admit(self) -> str | None:
+        """Take a WebSocket slot; the reason for a 503 if there is none.
+
+        Every admitted handshake must be followed by :meth:`release`.
+        """
+        with self._sessions_changed:
+            if self.shutting_down:
+                return "the server is shutting down"
+            limit = self.options.max_connections
+            if self._admitted >= limit:
+                return f"the server is full: {limit} WebSockets are open"
+            self._admitted += 1
+            return None
+
+    def release(self) -> None:
+        with self._sessions_changed:
+            self._admitted -= 1
 
     def run_session(
         self,
@@ -112,6 +166,7 @@ class WebSocketServer(ThreadingHTTPServer):
         trailing_data: bytes,
         *,
         peer: str,
+        tls: TLSLayer | None = None,
     ) -> None:
         """Run one WebSocket connection to its end, in the calling thread."""
         ws = Connection(ConnectionType.SERVER, extensions, trailing_data)
@@ -124,6 +179,7 @@ class WebSocketServer(ThreadingHTTPServer):
             peer=peer,
             username=upgrade.username,
             compressed=bool(extensions),
+            tls=tls,
         )
         with self._sessions_changed:
             self.sessions.add(session)
@@ -140,10 +196,13 @@ class WebSocketServer(ThreadingHTTPServer):
         reason: str = "server shutting down",
         timeout: float | None = None,
     ) -> None:
-        """Close every WebSocket with ``code`` and wait for them to end.
+        """Close every WebSocket with ``code``, then every other connection.
 
-        New upgrades are refused from now on. Connections still open after
-        ``timeout`` seconds (default: ``close_timeout``) are dropped.
+        New upgrades get 503 from now on, handshakes in flight included.
+        WebSockets still open after ``timeout`` seconds (default:
+        ``close_timeout``) are dropped, and so are idle HTTP connections and
+        unfinished requests. Returns once every connection's thread is done,
+        or after two more seconds.
         """
         self.shutting_down = True
         if timeout is None:
@@ -162,7 +221,16 @@ class WebSocketServer(ThreadingHTTPServer):
         for session in late:
             session.abort("it did not close in time")
         with self._sessions_changed:
-            self._sessions_changed.wait_for(lambda: not self.sessions, timeout=2.0)
+            others = list(self.connections)
+        for sock in others:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self._sessions_changed:
+            self._sessions_changed.wait_for(
+                lambda: not self.sessions and not self.connections, timeout=2.0
+            )
 
     def server_close(self) -> None:
         super().server_close()

@@ -42,6 +42,8 @@ from .errors import CloseError, MessageTooBig, PolicyViolation
 
 if TYPE_CHECKING:
     from .config import Options
+    from .ratelimit import RateLimiter
+    from .tls import TLSLayer
     from .writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class Session:
         peer: str = "",
         username: str | None = None,
         compressed: bool = False,
+        tls: TLSLayer | None = None,
     ) -> None:
         #: A fresh uuid4 per connection, like the tutorial's ``uuidv4()``.
         self.id = str(uuid.uuid4())
@@ -104,6 +107,10 @@ class Session:
         self.username = username
         #: Whether permessage-deflate is in force (frames are then per connection).
         self.compressed = compressed
+        #: TLS, when the server serves wss:// (bytes are then per connection).
+        self.tls = tls
+        #: The presence app's message budget, if it limits the rate.
+        self.rate_limiter: RateLimiter | None = None
         #: Bad messages in a row; endpoints may use it to end a connection.
         self.bad_messages = 0
 
@@ -115,6 +122,8 @@ class Session:
         # latest snapshot (which replaces any older one not yet started).
         self._current: memoryview | None = None
         self._queue: list[bytes] = []
+        #: Records TLS made on its own, already encrypted.
+        self._sealed: list[bytes] = []
         self._queued_bytes = 0
         self._snapshot: tuple[bytes, str] | None = None
         #: Version of the newest snapshot accepted for sending.
@@ -179,7 +188,15 @@ class Session:
                 data = b""
             self.last_received = time.monotonic()
             with self.lock:
-                self.ws.receive_data(data or None)
+                eof = not data
+                if self.tls is not None:
+                    data = self.tls.feed(data)
+                    eof = eof or self.tls.closed
+                    self._write_sealed(self.tls.outgoing())
+                if data:
+                    self.ws.receive_data(data)
+                if eof:
+                    self.ws.receive_data(None)
             self._handle_events()
             self._wait_for_room()
 
@@ -339,7 +356,7 @@ class Session:
             if self.ws.state is not ConnectionState.OPEN:
                 return
             self.snapshot_version = version
-            if self._current is not None or self._queue:
+            if self._busy():
                 self._snapshot = (frame, text)
                 return
             if self.compressed:
@@ -381,23 +398,53 @@ class Session:
         except OSError:
             pass
 
+    def _busy(self) -> bool:
+        """Whether earlier data still waits in the outbox. Holds ``lock``."""
+        return (
+            self._current is not None
+            or bool(self._queue)
+            or self._snapshot is not None
+            or bool(self._sealed)
+        )
+
     def _write(self, data: bytes | bytearray) -> None:
         """Send ``data`` after what is queued; never blocks. Holds ``lock``."""
         if self._aborted or self._finished or self._write_failed:
             return
-        if self._current is not None or self._queue or self._snapshot:
+        if self._busy():
             self._queue.append(bytes(data))
             self._queued_bytes += len(data)
             return
+        self._send_now(self._seal(data))
+
+    def _write_sealed(self, wire: bytes) -> None:
+        """Send bytes TLS produced on its own, in order. Holds ``lock``."""
+        if not wire or self._aborted or self._finished or self._write_failed:
+            return
+        if self._busy():
+            self._sealed.append(wire)
+            self._queued_bytes += len(wire)
+            return
+        self._send_now(wire)
+
+    def _seal(self, data: bytes | bytearray) -> bytes | bytearray:
+        """The bytes for the wire: ``data``, encrypted if TLS is on.
+
+        Data is encrypted as it leaves the outbox, never before, so that TLS
+        records go out in the order they were made. Holds ``lock``.
+        """
+        return data if self.tls is None else self.tls.encrypt(data)
+
+    def _send_now(self, wire: bytes | bytearray) -> None:
         try:
-            sent = self.sock.send(data, _send_flags)
+            sent = self.sock.send(wire, _send_flags)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             self._fail_write(exc)
             return
-        if sent < len(data):
-            self._current = memoryview(bytes(data))[sent:]
+        if sent < len(wire):
+            self._current = memoryview(bytes(wire))[sent:]
             self._queued_bytes += len(self._current)
             self.stalled_since = time.monotonic()
             self.writer.watch(self)
@@ -434,18 +481,26 @@ class Session:
                     self._current = self._current[sent:]
 
     def _next_chunk(self) -> bool:
-        """Move the next frame of the outbox into ``_current``."""
-        if self._queue:
-            self._current = memoryview(self._queue.pop(0))
+        """Move the next frame of the outbox, sealed, into ``_current``."""
+        wire: bytes | bytearray
+        if self._sealed:
+            wire = b"".join(self._sealed)
+            self._sealed.clear()
+            self._queued_bytes -= len(wire)
+        elif self._queue:
+            data = self._queue.pop(0)
+            self._queued_bytes -= len(data)
+            wire = self._seal(data)
         elif self._snapshot is not None:
             frame, text = self._snapshot
             self._snapshot = None
             if self.compressed:
                 frame = bytes(self.ws.send(TextMessage(data=text)))
-            self._current = memoryview(frame)
-            self._queued_bytes += len(frame)
+            wire = self._seal(frame)
         else:
             return False
+        self._current = memoryview(wire)
+        self._queued_bytes += len(wire)
         return True
 
     def _fail_write(self, exc: OSError) -> None:
@@ -460,6 +515,7 @@ class Session:
     def _drop_outbox(self) -> None:
         self._current = None
         self._queue.clear()
+        self._sealed.clear()
         self._snapshot = None
         self._queued_bytes = 0
         self.stalled_since = None
@@ -481,11 +537,12 @@ class Session:
         """Bytes waiting in the outbox (the latest snapshot included)."""
         snapshot = len(self._snapshot[0]) if self._snapshot is not None else 0
         current = len(self._current) if self._current is not None else 0
-        return current + sum(map(len, self._queue)) + snapshot
+        queued = sum(map(len, self._queue)) + sum(map(len, self._sealed))
+        return current + queued + snapshot
 
     @property
     def outbox_empty(self) -> bool:
-        return self._current is None and not self._queue and self._snapshot is None
+        return not self._busy()
 
     # ------------------------------------------------------------ closing
 
@@ -502,6 +559,10 @@ class Session:
             dropped = self._aborted or self._write_failed
         if not dropped:
             try:
+                if self.tls is not None:
+                    with self.lock:
+                        alert = self.tls.close_notify()
+                    self.sock.send(alert, _send_flags)
                 self.sock.shutdown(socket.SHUT_WR)
                 self._drain_until_eof(min(LINGER_TIMEOUT, self.options.close_timeout))
             except OSError:
