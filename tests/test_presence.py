@@ -50,15 +50,18 @@ def test_usernames_are_json_escaped() -> None:
     assert json.loads(presence.snapshot())["u1"]["username"] == 'Al"ex\\ <b>'
 
 
-def test_version_counts_changes_and_the_snapshot_is_built_once_per_version() -> None:
+def test_changed_says_whether_a_snapshot_would_differ() -> None:
     presence = Presence()
-    assert presence.version == 0
+    assert not presence.changed
     presence.join("u1", "Alex")
-    first = presence.snapshot()
-    assert presence.snapshot() is first
+    assert presence.changed
+    presence.snapshot()
+    assert not presence.changed
     presence.update("u1", '{"x":1}')
-    assert presence.version == 2
-    assert presence.snapshot() is not first
+    assert presence.changed
+    presence.snapshot()
+    presence.leave("u1")
+    assert presence.changed
 
 
 def test_joining_twice_with_one_uuid_is_an_error() -> None:

@@ -73,7 +73,11 @@ class PresenceApp:
         self.max_bad_messages = max_bad_messages
         self._last_broadcast = -float("inf")
         self._broadcast_pending = False
-        #: Guards ``connections`` and ``presence``; never held while sending.
+        #: Numbers snapshots, so that a connection never takes an older one.
+        self._version = 0
+        #: Guards ``connections``, joins, leaves and snapshots (a user's own
+        #: state changes need no lock: see :mod:`wspractice.presence`). Never
+        #: held while sending.
         self.lock = threading.Lock()
         #: The tutorial's ``connections``: uuid -> open connection.
         self.connections: dict[str, Session] = {}
@@ -126,8 +130,7 @@ class PresenceApp:
             session.send_text(error_reply(exc.reason))
             return
         session.bad_messages = 0
-        with self.lock:
-            user = self.presence.update(session.id, state)
+        user = self.presence.update(session.id, state)
         logger.debug("%s updated their state: %s", user.username, state)
         self.changed()
 
@@ -147,28 +150,40 @@ class PresenceApp:
         if interval <= 0:
             self.broadcast()
             return
+        if self._broadcast_pending:
+            # The coming broadcast will carry this change too: it clears the
+            # flag before it builds the snapshot. (Read without the lock, the
+            # hot path of a busy room.)
+            return
         now = time.monotonic()
+        due = self._claim_broadcast(now, interval)
+        if due is None:
+            return
+        if due <= now:
+            self.broadcast()
+        else:
+            self._call_at(due, self._broadcast_due)
+
+    def _claim_broadcast(self, now: float, interval: float) -> float | None:
+        """When the next broadcast is due, or None if one is already coming."""
         with self.lock:
             if self._broadcast_pending:
-                return  # The coming broadcast will carry this change too.
+                return None
             due = self._last_broadcast + interval
             if due <= now:
                 self._last_broadcast = now
             else:
                 self._broadcast_pending = True
-        if due <= now:
-            self.broadcast()
-        else:
-            self._call_at(due, self._broadcast_due)
+            return due
 
     def _broadcast_due(self, now: float) -> None:
         """The coalesced broadcast (runs in the writer thread)."""
         with self.lock:
             self._broadcast_pending = False
             self._last_broadcast = now
-        self.broadcast()
+        self.broadcast(only_if_changed=True)
 
-    def broadcast(self) -> None:
+    def broadcast(self, only_if_changed: bool = False) -> None:
         """Send the whole users map to every connection.
 
         The JSON is built and framed once; each connection gets the same
@@ -176,7 +191,10 @@ class PresenceApp:
         this newer one (see :meth:`Session.send_snapshot`).
         """
         with self.lock:
-            version = self.presence.version
+            if only_if_changed and not self.presence.changed:
+                return
+            self._version += 1
+            version = self._version
             text = self.presence.snapshot()
             targets = list(self.connections.values())
         if not targets:

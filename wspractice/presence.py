@@ -3,11 +3,15 @@
 The Node tutorial keeps ``users[uuid] = { username, state }`` and sends
 ``JSON.stringify(users)`` to everyone. :class:`Presence` keeps the same map
 and builds the same JSON, but does the work once: each user's entry is encoded
-when the user joins or moves, and a snapshot is those entries joined, built
-at most once per change (:attr:`Presence.version`).
+when the user joins or moves, and a snapshot is those entries joined.
 
-Rule: this module does no I/O and takes no locks. It is not thread-safe; the
-server serialises every call (see :mod:`wspractice.app`).
+Rule: this module does no I/O and takes no locks. Its callers keep one rule
+instead: :meth:`Presence.join`, :meth:`Presence.leave` and
+:meth:`Presence.snapshot` run one at a time (they change or walk the map),
+while :meth:`Presence.update` may run at any moment, from the one thread that
+serves that user: it only replaces that user's encoded entry, a single
+reference that the interpreter swaps atomically. That keeps the hottest
+path, a user moving, free of any shared lock (see :mod:`wspractice.app`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class User:
         self._encode_entry()
 
     def _encode_entry(self) -> None:
+        # One assignment: a snapshot sees the old entry or the new one.
         self.entry = (
             f'"{self.uuid}":{{"username":{encode(self.username)},'
             f'"state":{self.state}}}'
@@ -49,10 +54,8 @@ class Presence:
 
     def __init__(self) -> None:
         self._users: dict[str, User] = {}
-        #: Grows by one with every join, update and leave.
-        self.version = 0
-        self._snapshot = "{}"
-        self._snapshot_version = 0
+        #: Whether anything changed since the last :meth:`snapshot`.
+        self.changed = False
 
     def __len__(self) -> int:
         return len(self._users)
@@ -68,30 +71,28 @@ class Presence:
         if uuid in self._users:
             raise KeyError(f"user {uuid} is already here")
         user = self._users[uuid] = User(uuid, username)
-        self.version += 1
+        self.changed = True
         return user
 
     def update(self, uuid: str, state: str) -> User:
         """Replace a user's state with ``state`` (compact JSON text)."""
         user = self._users[uuid]
         user.set_state(state)
-        self.version += 1
+        self.changed = True  # After the entry: a snapshot never misses it.
         return user
 
     def leave(self, uuid: str) -> User | None:
         """Remove a user; None if they were not here."""
         user = self._users.pop(uuid, None)
         if user is not None:
-            self.version += 1
+            self.changed = True
         return user
 
     def snapshot(self) -> str:
         """The whole map as compact JSON: ``{"<uuid>": {...}, ...}``.
 
-        Built at most once per :attr:`version`.
+        Clears :attr:`changed` first, so that an update made while the
+        snapshot is built marks the map changed again.
         """
-        if self._snapshot_version != self.version:
-            entries = ",".join(user.entry for user in self._users.values())
-            self._snapshot = "{" + entries + "}"
-            self._snapshot_version = self.version
-        return self._snapshot
+        self.changed = False
+        return "{" + ",".join([user.entry for user in self._users.values()]) + "}"

@@ -80,6 +80,30 @@ class Endpoint(Protocol):
     def handle_close(self, session: Session) -> None: ...
 
 
+class _Guard:
+    """``with session.guard:`` takes the session's lock, and on release runs
+    the work that other threads left because they found it taken.
+
+    The broadcast and the writer thread never wait for a connection's lock:
+    a reader may hold it while wsproto parses a frame, and waiting for every
+    busy connection in turn would make one slow step everyone's delay.
+    """
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def __enter__(self) -> None:
+        self._session.lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        session = self._session
+        session.lock.release()
+        if session._mailbox is not None or session._flush_wanted:
+            session.run_deferred()
+
+
 class Session:
     """A WebSocket connection after the handshake."""
 
@@ -114,8 +138,15 @@ class Session:
         #: Bad messages in a row; endpoints may use it to end a connection.
         self.bad_messages = 0
 
-        #: Guards ``ws`` and the outbox.
+        #: Guards ``ws`` and the outbox. Take it with ``with self.guard:``,
+        #: which also does the work other threads left on release.
         self.lock = threading.Lock()
+        self.guard = _Guard(self)
+        # Work left by threads that found the lock taken (see _Guard): the
+        # newest snapshot offered, and whether the writer wanted a flush.
+        self._mailbox: tuple[int, bytes, str] | None = None
+        self._mailbox_lock = threading.Lock()
+        self._flush_wanted = False
         #: Made on first use: most connections never wait for the outbox.
         self._drained: threading.Condition | None = None
         # The outbox: the frame being written, then frames in order, then the
@@ -187,7 +218,7 @@ class Session:
                 logger.debug("%r: read failed: %s", self, exc)
                 data = b""
             self.last_received = time.monotonic()
-            with self.lock:
+            with self.guard:
                 eof = not data
                 if self.tls is not None:
                     data = self.tls.feed(data)
@@ -208,7 +239,7 @@ class Session:
         """
         events = self.ws.events()
         while True:
-            with self.lock:
+            with self.guard:
                 event = next(events, None)
             if event is None:
                 return
@@ -276,7 +307,7 @@ class Session:
             # stop; the client's reply could not be parsed anyway.
             logger.info("%r: closing with %d: %s", self, event.code, event.reason or "")
             self.close(event.code, event.reason or "")
-            with self.lock:
+            with self.guard:
                 self.ws.receive_data(None)  # Nothing more will be parsed.
                 list(self.ws.events())
 
@@ -284,7 +315,7 @@ class Session:
         """Backpressure: let the client read its replies before we read more."""
         if self._queued_bytes <= HIGH_WATER:
             return
-        with self.lock:
+        with self.guard:
             while (
                 self._queued_bytes > HIGH_WATER
                 and not self._aborted
@@ -312,7 +343,7 @@ class Session:
         due = self.last_received + options.ping_interval
         if now < due:
             return due
-        with self.lock:
+        with self.guard:
             if self.ws.state is not ConnectionState.OPEN:
                 return None
             self._ping_payload = os.urandom(4)
@@ -324,7 +355,7 @@ class Session:
 
     def send_event(self, event: Event) -> bool:
         """Send a wsproto event; False if the connection no longer takes any."""
-        with self.lock:
+        with self.guard:
             if self.ws.state is not ConnectionState.OPEN and not (
                 isinstance(event, CloseConnection)
                 and self.ws.state is ConnectionState.REMOTE_CLOSING
@@ -344,24 +375,58 @@ class Session:
     def send_snapshot(self, version: int, frame: bytes, text: str) -> None:
         """Offer snapshot ``version`` (framed once for everyone as ``frame``).
 
+        Never waits for the connection's lock: the broadcast goes on to the
+        next connection, and whichever thread holds the lock sends the
+        snapshot when it lets go (see :class:`_Guard`).
+        """
+        if version <= self.snapshot_version:
+            return
+        with self._mailbox_lock:
+            if self._mailbox is None or self._mailbox[0] < version:
+                self._mailbox = (version, frame, text)
+        self.run_deferred()
+
+    def _offer_snapshot(self, version: int, frame: bytes, text: str) -> None:
+        """Send a snapshot now, or keep it as the latest pending. Holds ``lock``.
+
         Older versions than one already offered are ignored. If the socket is
         still busy with earlier data, the snapshot waits in the outbox and a
         newer one replaces it: a slow client skips snapshots but never falls
         behind. A compressed connection frames ``text`` itself, when it is
         about to be sent.
         """
-        with self.lock:
-            if version <= self.snapshot_version:
-                return
-            if self.ws.state is not ConnectionState.OPEN:
-                return
-            self.snapshot_version = version
-            if self._busy():
-                self._snapshot = (frame, text)
-                return
-            if self.compressed:
-                frame = self.ws.send(TextMessage(data=text))
-            self._write(frame)
+        if version <= self.snapshot_version:
+            return
+        if self.ws.state is not ConnectionState.OPEN:
+            return
+        self.snapshot_version = version
+        if self._busy():
+            self._snapshot = (frame, text)
+            return
+        if self.compressed:
+            frame = self.ws.send(TextMessage(data=text))
+        self._write(frame)
+
+    def run_deferred(self) -> None:
+        """Do the work other threads left, unless another thread holds the lock.
+
+        Whoever holds the lock runs this after releasing it, so work left
+        while it was held is never forgotten.
+        """
+        while self._mailbox is not None or self._flush_wanted:
+            if not self.lock.acquire(blocking=False):
+                return  # The holder will run this after it releases.
+            try:
+                with self._mailbox_lock:
+                    mail, self._mailbox = self._mailbox, None
+                if mail is not None:
+                    self._offer_snapshot(*mail)
+                if self._flush_wanted:
+                    self._flush_wanted = False
+                    if not self._flush_locked():
+                        self.writer.watch(self)
+            finally:
+                self.lock.release()
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake (thread-safe; no-op once started).
@@ -369,7 +434,7 @@ class Session:
         The reader keeps reading until the client answers; the writer thread
         aborts the connection if that takes longer than ``close_timeout``.
         """
-        with self.lock:
+        with self.guard:
             if self.ws.state is not ConnectionState.OPEN:
                 return
             self._snapshot = None
@@ -384,7 +449,7 @@ class Session:
         close sends a reset), so a client that stopped reading costs no
         memory once it is dropped.
         """
-        with self.lock:
+        with self.guard:
             if self._aborted or self._finished:
                 return
             self._aborted = True
@@ -450,35 +515,48 @@ class Session:
             self.writer.watch(self)
 
     def flush(self) -> bool:
-        """Send what the socket takes now; True once the outbox is empty.
+        """Send what the socket takes now; True once the writer may stop watching.
 
-        Called by the writer thread when the socket is writable.
+        Called by the writer thread when the socket is writable. If another
+        thread holds the lock, the flush is left to it (and it asks the writer
+        to watch again if the socket fills up).
         """
-        with self.lock:
-            while True:
-                if self._aborted or self._finished or self._write_failed:
-                    self._drop_outbox()
-                    return True
-                if self._current is None and not self._next_chunk():
-                    self.stalled_since = None
+        if not self.lock.acquire(blocking=False):
+            self._flush_wanted = True
+            self.run_deferred()
+            return True
+        try:
+            return self._flush_locked()
+        finally:
+            self.lock.release()
+            self.run_deferred()
+
+    def _flush_locked(self) -> bool:
+        """The flush proper; True once the outbox is empty. Holds ``lock``."""
+        while True:
+            if self._aborted or self._finished or self._write_failed:
+                self._drop_outbox()
+                return True
+            if self._current is None and not self._next_chunk():
+                self.stalled_since = None
+                self._notify_drained()
+                return True
+            assert self._current is not None
+            try:
+                sent = self.sock.send(self._current, _send_flags)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                self._fail_write(exc)
+                continue
+            self.stalled_since = time.monotonic()
+            self._queued_bytes -= sent
+            if sent == len(self._current):
+                self._current = None
+                if self._queued_bytes <= HIGH_WATER:
                     self._notify_drained()
-                    return True
-                assert self._current is not None
-                try:
-                    sent = self.sock.send(self._current, _send_flags)
-                except BlockingIOError:
-                    return False
-                except OSError as exc:
-                    self._fail_write(exc)
-                    continue
-                self.stalled_since = time.monotonic()
-                self._queued_bytes -= sent
-                if sent == len(self._current):
-                    self._current = None
-                    if self._queued_bytes <= HIGH_WATER:
-                        self._notify_drained()
-                else:
-                    self._current = self._current[sent:]
+            else:
+                self._current = self._current[sent:]
 
     def _next_chunk(self) -> bool:
         """Move the next frame of the outbox, sealed, into ``_current``."""
@@ -549,7 +627,7 @@ class Session:
     def _finish(self) -> None:
         """Flush what is left, then close TCP first, as RFC 6455 7.1.1 asks."""
         deadline = time.monotonic() + self.options.close_timeout
-        with self.lock:
+        with self.guard:
             while not (self.outbox_empty or self._aborted or self._write_failed):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -560,7 +638,7 @@ class Session:
         if not dropped:
             try:
                 if self.tls is not None:
-                    with self.lock:
+                    with self.guard:
                         alert = self.tls.close_notify()
                     self.sock.send(alert, _send_flags)
                 self.sock.shutdown(socket.SHUT_WR)
