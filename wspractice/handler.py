@@ -17,7 +17,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, assets
 from .errors import HandshakeError
 from .handshake import accept, check_upgrade, is_websocket_request
 from .session import RECV_SIZE
@@ -51,10 +51,23 @@ class RequestHandler(BaseHTTPRequestHandler):
         if is_websocket_request(headers):
             self.handle_upgrade(headers)
         else:
-            self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+            self.serve_asset()
 
     def do_HEAD(self) -> None:
-        self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+        self.serve_asset()
+
+    def serve_asset(self) -> None:
+        """The demo page at ``/`` and its files under ``/static/``; else 404."""
+        asset = assets.find(self.path)
+        if asset is None:
+            self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+            return
+        self.send_response(HTTPStatus.OK)
+        for name, value in assets.headers(asset):
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(asset.body)
 
     def method_not_allowed(self) -> None:
         self.reject(
