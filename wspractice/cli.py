@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="debug also logs every state update",
     )
+    out.add_argument(
+        "--trace",
+        action="store_true",
+        help="log the raw handshake, how Sec-WebSocket-Accept is computed, and"
+        " every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
+    )
     return parser
 
 
@@ -145,6 +151,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         send_timeout=args.send_timeout,
         max_bad_messages=args.max_bad_messages,
         allowed_origins=tuple(args.allowed_origins),
+        trace=args.trace,
     )
 
 
@@ -158,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr
     )
     options = options_from_args(args)
+    if options.trace:  # Trace lines are INFO, whatever --log-level says.
+        logging.getLogger("wspractice.trace").setLevel(logging.INFO)
     try:
         server = WebSocketServer(options)
     except OSError as exc:

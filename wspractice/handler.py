@@ -17,7 +17,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
-from . import __version__, assets
+from . import __version__, assets, trace
 from .errors import HandshakeError
 from .handshake import accept, check_upgrade, is_websocket_request
 from .session import RECV_SIZE
@@ -102,6 +102,13 @@ class RequestHandler(BaseHTTPRequestHandler):
     def handle_upgrade(self, headers: list[tuple[str, str]]) -> None:
         """``wsServer.on("connection")``: accept the WebSocket, then run it."""
         options = self.server.options
+        tracer = None
+        if options.trace:
+            host, port = self.client_address[:2]
+            tracer = trace.ConnectionTracer(
+                f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            )
+            tracer.request(self.requestline, headers)
         try:
             upgrade = check_upgrade(
                 self.request_version, self.path, headers, options.allowed_origins
@@ -127,13 +134,22 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
         for name, value in response_headers:
             self.send_header(name, value)
+        if tracer is not None:
+            # What end_headers() is about to write (http.server's buffer).
+            head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
+            tracer.accepted(upgrade.key, head, compressed=bool(extensions))
         self.end_headers()
         self.close_connection = True
+        trailing = self._take_buffered_bytes()
+        if tracer is not None:
+            if trailing:
+                tracer.received(trailing)
+            trace.attach(self.connection, tracer)
         self.server.run_session(
             self.connection,
             upgrade,
             extensions,
-            self._take_buffered_bytes(),
+            trailing,
             peer=self.address_string(),
         )
 

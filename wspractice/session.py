@@ -38,6 +38,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 
 from .errors import CloseError, MessageTooBig
+from .trace import take as take_tracer
 
 if TYPE_CHECKING:
     from .config import Options
@@ -120,6 +121,8 @@ class Session:
         self._write_failed = False
         self._message: list[str | bytes] = []
         self._message_size = 0
+        #: Logs every frame both ways (``--trace``); None when tracing is off.
+        self.tracer = take_tracer(sock) if options.trace else None
 
     def __repr__(self) -> str:
         who = self.username if self.username is not None else "echo"
@@ -156,6 +159,8 @@ class Session:
             except OSError as exc:
                 logger.debug("%r: read failed: %s", self, exc)
                 data = b""
+            if self.tracer is not None:
+                self.tracer.received(data)
             with self.lock:
                 self.ws.receive_data(data or None)
             self._handle_events()
@@ -328,6 +333,8 @@ class Session:
         except OSError as exc:
             self._fail_write(exc)
             return
+        if self.tracer is not None:
+            self.tracer.sent(data[:sent])
         if sent < len(data):
             self._current = memoryview(bytes(data))[sent:]
             self._queued_bytes += len(self._current)
@@ -356,6 +363,8 @@ class Session:
                 except OSError as exc:
                     self._fail_write(exc)
                     continue
+                if self.tracer is not None:
+                    self.tracer.sent(self._current[:sent])
                 self.stalled_since = time.monotonic()
                 self._queued_bytes -= sent
                 if sent == len(self._current):
