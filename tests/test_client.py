@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -198,3 +199,27 @@ def test_help_explains_the_options_and_commands() -> None:
     assert result.returncode == 0
     for text in ["-x", "--execute", "--wait", "-H", "--origin", "/ping", "/close"]:
         assert text in result.stdout
+
+
+def test_ctrl_c_closes_with_1000_and_exits_0(server: RunningServer) -> None:
+    proc = subprocess.Popen(
+        CLIENT + [server.url("/echo")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "Connected\n"
+        proc.stdin.write("still here\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "< still here\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out == 'Disconnected (code: 1000, reason: "")\n'
+    assert (proc.returncode, err) == (0, "")
