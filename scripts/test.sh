@@ -28,5 +28,11 @@ if [ ! -x "$chromium" ]; then
     fi
 fi
 
+# One test uses Node's ws, the tutorial's own library, as a client.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/ws ]; then
+    say "Node's ws for the Node client test (npm ci in tests/node)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 say "Tests"
 exec python3 -m pytest "$@"
