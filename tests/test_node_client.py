@@ -48,9 +48,5 @@ def test_tutorial_ws_client_moves_and_gets_an_error_reply(
     ((uuid, user),) = events[0]["snapshot"].items()
     assert len(uuid) == 36
     assert user == {"username": "Node", "state": {"x": 412, "y": 230}}
-    assert events[1:] == [
-        {
-            "error": "message is not valid JSON: Expecting value: line 1 column 1 (char 0)"
-        },
-        {"close": [1000, "done"]},
-    ]
+    error = "message is not valid JSON: Expecting value: line 1 column 1 (char 0)"
+    assert events[1:] == [{"error": error}, {"close": [1000, "done"]}]
