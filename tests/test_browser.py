@@ -94,7 +94,11 @@ def open_page(browser: Any) -> Iterator[Callable[..., User]]:
     users: list[tuple[User, bool]] = []
 
     def open_page(
-        url: str, *, expect_errors: bool = False, init_script: str | None = None
+        url: str,
+        *,
+        expect_errors: bool = False,
+        init_script: str | None = None,
+        fake_clock: bool = False,
     ) -> User:
         context = browser.new_context(viewport=VIEWPORT)
         context.set_default_timeout(MS)
@@ -102,6 +106,8 @@ def open_page(browser: Any) -> Iterator[Callable[..., User]]:
             context.add_init_script(init_script)
         contexts.append(context)
         page = context.new_page()
+        if fake_clock:  # Timers and animation frames under the test's control.
+            page.clock.install()
         user = User(page)
         users.append((user, expect_errors))
         page.on(
@@ -138,7 +144,7 @@ def page_url(server: RunningServer, query: str = "") -> str:
 def test_second_user_sees_first_users_cursor_move_smoothly(
     server: RunningServer, open_page: Callable[..., User]
 ) -> None:
-    alice = open_page(page_url(server))
+    alice = open_page(page_url(server), fake_clock=True)
     alice.page.fill("#username", "Alice")
     alice.page.click("button[type=submit]")
     alice.wait_connected()
@@ -150,25 +156,26 @@ def test_second_user_sees_first_users_cursor_move_smoothly(
     alice.wait_cursor_at("Bob", 300, 200)
     assert alice.cursor("Bob").locator(".label").text_content() == "Bob"
 
-    # Record where Alice's page draws Bob's cursor on every frame while Bob
-    # jumps 300 px right in a single mouse event.
-    alice.page.evaluate("""() => {
-            window.samples = [];
-            const el = document.querySelector(".cursor");
-            const sample = () => {
-                window.samples.push(el.getBoundingClientRect().x + 2);
-                if (window.samples.length < 1000) requestAnimationFrame(sample);
-            };
-            requestAnimationFrame(sample);
-        }""")
+    # Stop Alice's clock, let Bob jump 300 px right in one mouse event, then
+    # step Alice's clock one 16 ms animation frame at a time.
+    alice.page.clock.pause_at(int(time.time() * 1000) + 1000)
     bob.page.mouse.move(600, 200)
-    alice.wait_cursor_at("Bob", 600, 200)
-    samples = alice.page.evaluate("window.samples")
-    between = [x for x in samples if 300 < x < 600]
-    assert len(between) >= 2, samples  # It glided; it did not jump.
-    assert samples == sorted(samples)  # Straight there, no overshoot.
+    deadline = time.monotonic() + TIMEOUT
+    while alice.cursor("Bob").get_attribute("data-x") != "600":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    samples = []
+    for _ in range(40):
+        alice.page.clock.run_for(16)
+        samples.append(alice.cursor_at("Bob")[0])
+    # It glided: a few frames on the way, each one closer, never past the
+    # target, and there in the end.
+    assert 300 < samples[0] < samples[1] < samples[2] < 600, samples
+    assert samples == sorted(samples) and samples[-1] == 600, samples
+    assert len([x for x in samples if x < 590]) >= 5, samples
 
     # And the other way round: Bob sees Alice, not himself.
+    alice.page.clock.resume()
     alice.page.mouse.move(100, 150)
     bob.wait_cursor_at("Alice", 100, 150)
     assert bob.page.locator(".cursor").count() == 1

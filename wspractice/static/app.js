@@ -277,6 +277,10 @@ function updateCursors(users) {
     }
     cursor.targetX = x;
     cursor.targetY = y;
+    // Where the cursor is heading, for the curious (and the tests): compare
+    // it in the developer tools with where the cursor is drawn.
+    cursor.el.dataset.x = x;
+    cursor.el.dataset.y = y;
   }
   // Users missing from the snapshot have left: remove their cursors.
   for (const id of cursors.keys()) {
