@@ -100,6 +100,20 @@ class PresenceApp:
 
     def handle_message(self, session: Session, message: str | bytes) -> None:
         """A user sent their new state: replace theirs and tell everyone."""
+        state = self.check_message(session, message)
+        if state is None:
+            return
+        user = self.presence.update(session.id, state)
+        logger.debug("%s updated their state: %s", user.username, state)
+        self.changed()
+
+    def check_message(self, session: Session, message: str | bytes) -> str | None:
+        """The state a message carries, as compact JSON; None if it has none.
+
+        Where the tutorial's ``JSON.parse`` would crash the whole server, a
+        bad message gets an error reply to its sender alone, and a client
+        that keeps misbehaving is closed (:class:`~wspractice.errors.CloseError`).
+        """
         if isinstance(message, bytes):
             raise UnsupportedData("binary messages are not supported; send JSON text")
         limiter = session.rate_limiter
@@ -117,7 +131,7 @@ class PresenceApp:
                         " until you slow down"
                     )
                 )
-            return
+            return None
         try:
             state = parse_state(message)
         except MessageError as exc:
@@ -128,11 +142,9 @@ class PresenceApp:
                     f"{session.bad_messages} bad messages in a row; last: {exc.reason}"
                 ) from None
             session.send_text(error_reply(exc.reason))
-            return
+            return None
         session.bad_messages = 0
-        user = self.presence.update(session.id, state)
-        logger.debug("%s updated their state: %s", user.username, state)
-        self.changed()
+        return state
 
     def handle_close(self, session: Session) -> None:
         """A user left: forget them and tell everyone who is still here."""

@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="debug also logs every state update",
     )
+    out.add_argument(
+        "--trace",
+        action="store_true",
+        help="log the raw handshake, how Sec-WebSocket-Accept is computed, and"
+        " every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
+    )
     return parser
 
 
@@ -252,6 +258,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         allowed_origins=tuple(args.allowed_origins),
         certfile=args.certfile,
         keyfile=args.keyfile,
+        trace=args.trace,
     )
 
 
@@ -293,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = options_from_args(args)
     prepare_process(options)
+    if options.trace:  # Trace lines are INFO, whatever --log-level says.
+        logging.getLogger("wspractice.trace").setLevel(logging.INFO)
     try:
         server = WebSocketServer(options)
     except ssl.SSLError as exc:
@@ -304,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s port %s: %s", options.host, options.port, exc)
         return 1
+    # Also SIGINT: a server started in the background by a script inherits
+    # an ignored SIGINT, and Ctrl-C or `kill -INT` must still stop it.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     print(
         f"WebSocket server is running on port {server.port}: {server.url()}",
         flush=True,

@@ -11,6 +11,7 @@ Everything else is plain HTTP.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import socket
@@ -19,7 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, cast
 
-from . import __version__
+from . import __version__, assets, trace
 from .errors import HandshakeError
 from .handshake import accept, check_upgrade, is_websocket_request
 from .session import RECV_SIZE
@@ -58,6 +59,48 @@ class _HeadReader:
         return line
 
 
+class _HeadDeadline:
+    """The deadline for the request head being read on one connection.
+
+    The writer thread's timer holds this small object, not the handler, so a
+    finished connection is freed at once.
+    """
+
+    __slots__ = ("_sock", "_peer", "number", "_armed", "_timeout")
+
+    def __init__(self, sock: socket.socket, peer: object) -> None:
+        self._sock = sock
+        self._peer = peer
+        #: How many heads have been awaited on this connection.
+        self.number = 0
+        self._armed = 0
+        self._timeout = 0.0
+
+    def arm(self, timeout: float) -> int:
+        """Start waiting for the next head; returns its number."""
+        self.number += 1
+        self._armed = self.number
+        self._timeout = timeout
+        return self.number
+
+    def cancel(self) -> None:
+        self._armed = 0
+
+    def expire(self, number: int, now: float) -> None:
+        """The timer for head ``number`` ran out (writer thread)."""
+        if self._armed == number:
+            self._armed = 0
+            logger.info(
+                "%s: no complete request within %g s; dropping it",
+                self._peer,
+                self._timeout,
+            )
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class RequestHandler(BaseHTTPRequestHandler):
     """Serves one TCP connection: HTTP requests, or one WebSocket."""
 
@@ -67,9 +110,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = f"wspractice/{__version__}"
     #: TLS for this connection when the server serves wss:// and https://.
     tls: TLSLayer | None = None
-    #: Counts request heads on this connection (for their deadlines).
-    _heads = 0
-    _reading_head = False
+    _head_deadline: _HeadDeadline
 
     def version_string(self) -> str:
         return self.server_version
@@ -78,19 +119,28 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         """Arm the handshake deadline, then set up TLS and the files."""
+        self._head_deadline = _HeadDeadline(self.request, self.client_address[0])
         self._arm_head_deadline()
         super().setup()
         self.connection.settimeout(self.server.options.handshake_timeout)
         context = self.server.tls_context
         if context is not None:
             self.tls = TLSLayer(context)
-            self.tls.handshake(self.connection)
-            tls_file = TLSFile(self.connection, self.tls)
-            self.rfile = io.BufferedReader(tls_file)
-            self.wfile = cast(io.BufferedIOBase, tls_file)
+            try:
+                self.tls.handshake(self.connection)
+            except BaseException:
+                self._head_deadline.cancel()
+                self.rfile.close()  # Or it would keep the socket open.
+                raise
+            self.rfile = io.BufferedReader(TLSFile(self.connection, self.tls))
+            self.wfile = cast(io.BufferedIOBase, TLSFile(self.connection, self.tls))
+
+    def finish(self) -> None:
+        self._head_deadline.cancel()
+        super().finish()
 
     def handle_one_request(self) -> None:
-        if self._heads:  # The first head's deadline was armed in setup().
+        if self._head_deadline.number:  # The first was armed in setup().
             self._arm_head_deadline()
         super().handle_one_request()
 
@@ -100,24 +150,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         A socket timeout alone would let a client send a byte every few
         seconds forever; this is a deadline for the whole head.
         """
-        self._heads += 1
-        self._reading_head = True
-        number = self._heads
         timeout = self.server.options.handshake_timeout
-
-        def expire(now: float) -> None:
-            if self._reading_head and self._heads == number:
-                logger.info(
-                    "%s: no complete request within %g s; dropping it",
-                    self.client_address[0],
-                    timeout,
-                )
-                try:
-                    self.request.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        self.server.writer.call_at(time.monotonic() + timeout, expire)
+        number = self._head_deadline.arm(timeout)
+        self.server.writer.call_at(
+            time.monotonic() + timeout,
+            functools.partial(self._head_deadline.expire, number),
+        )
 
     def parse_request(self) -> bool:
         """http.server's parsing, with a cap on the size of the whole head."""
@@ -144,7 +182,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             )
         finally:
             self.rfile = rfile
-        self._reading_head = False
+        self._head_deadline.cancel()
         return parsed
 
     def send_error(
@@ -167,10 +205,23 @@ class RequestHandler(BaseHTTPRequestHandler):
         if is_websocket_request(headers):
             self.handle_upgrade(headers)
         else:
-            self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+            self.serve_asset()
 
     def do_HEAD(self) -> None:
-        self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+        self.serve_asset()
+
+    def serve_asset(self) -> None:
+        """The demo page at ``/`` and its files under ``/static/``; else 404."""
+        asset = assets.find(self.path)
+        if asset is None:
+            self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+            return
+        self.send_response(HTTPStatus.OK)
+        for name, value in assets.headers(asset):
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(asset.body)
 
     def method_not_allowed(self) -> None:
         self.reject(
@@ -205,6 +256,13 @@ class RequestHandler(BaseHTTPRequestHandler):
     def handle_upgrade(self, headers: list[tuple[str, str]]) -> None:
         """``wsServer.on("connection")``: accept the WebSocket, then run it."""
         options = self.server.options
+        tracer = None
+        if options.trace:
+            host, port = self.client_address[:2]
+            tracer = trace.ConnectionTracer(
+                f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            )
+            tracer.request(self.requestline, headers)
         try:
             upgrade = check_upgrade(
                 self.request_version, self.path, headers, options.allowed_origins
@@ -233,13 +291,22 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
             for name, value in response_headers:
                 self.send_header(name, value)
+            if tracer is not None:
+                # What end_headers() is about to write (http.server's buffer).
+                head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
+                tracer.accepted(upgrade.key, head, compressed=bool(extensions))
             self.end_headers()
             self.close_connection = True
+            trailing = self._take_buffered_bytes()
+            if tracer is not None:
+                if trailing:
+                    tracer.received(trailing)
+                trace.attach(self.connection, tracer)
             self.server.run_session(
                 self.connection,
                 upgrade,
                 extensions,
-                self._take_buffered_bytes(),
+                trailing,
                 peer=self.address_string(),
                 tls=self.tls,
             )

@@ -39,6 +39,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 
 from .errors import CloseError, MessageTooBig, PolicyViolation
+from .trace import take as take_tracer
 
 if TYPE_CHECKING:
     from .config import Options
@@ -175,6 +176,8 @@ class Session:
         self.last_received = time.monotonic()
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
+        #: Logs every frame both ways (``--trace``); None when tracing is off.
+        self.tracer = take_tracer(sock) if options.trace else None
 
     def __repr__(self) -> str:
         who = self.username if self.username is not None else "echo"
@@ -224,6 +227,8 @@ class Session:
                     data = self.tls.feed(data)
                     eof = eof or self.tls.closed
                     self._write_sealed(self.tls.outgoing())
+                if self.tracer is not None and (data or eof):
+                    self.tracer.received(data)
                 if data:
                     self.ws.receive_data(data)
                 if eof:
@@ -496,8 +501,11 @@ class Session:
         """The bytes for the wire: ``data``, encrypted if TLS is on.
 
         Data is encrypted as it leaves the outbox, never before, so that TLS
-        records go out in the order they were made. Holds ``lock``.
+        records go out in the order they were made; ``--trace`` logs it here,
+        in the same order. Holds ``lock``.
         """
+        if self.tracer is not None:
+            self.tracer.sent(data)
         return data if self.tls is None else self.tls.encrypt(data)
 
     def _send_now(self, wire: bytes | bytearray) -> None:

@@ -30,6 +30,12 @@ def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile, keyfile)
+    # No TLS 1.3 session tickets. They arrive after the handshake, while a
+    # client may already be sending its request; Python clients that read and
+    # write one ssl.SSLSocket from two threads (websockets' sync client does)
+    # then sometimes never send it. Without resumption, a reconnecting
+    # client pays one full handshake, about a millisecond of CPU.
+    context.num_tickets = 0
     return context
 
 
@@ -72,6 +78,14 @@ class TLSLayer:
             self._incoming.write(data)
         else:
             self._incoming.write_eof()
+        return self.read_buffered()
+
+    def read_buffered(self) -> bytes:
+        """The plaintext of the records already received, without new bytes.
+
+        The client's first request often arrives in the same packet as the
+        end of its handshake, so it waits here, not in the socket.
+        """
         chunks = []
         while True:
             try:
@@ -127,6 +141,8 @@ class TLSFile(io.RawIOBase):
 
     def readinto(self, buffer: WriteableBuffer) -> int | None:
         view = memoryview(buffer).cast("B")
+        if not self._plain:
+            self._plain = self._layer.read_buffered()
         while not self._plain:
             if self._eof:
                 return 0

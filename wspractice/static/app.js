@@ -1,0 +1,429 @@
+// wspractice demo page: live cursors over one WebSocket.
+//
+// This is the browser side of the Node tutorial, without React: it opens a
+// WebSocket to ws://HOST:PORT/?username=NAME, sends the mouse position as
+// {"x": ..., "y": ...} at most every 50 ms, and draws the cursor of every
+// other user from the snapshots the server sends back:
+//
+//   {"<uuid>": {"username": "Alex", "state": {"x": 412, "y": 230}}, ...}
+//
+// The wire format is the tutorial's, unchanged, so the tutorial's own React
+// client and this page can share a server. Read the file top to bottom:
+// settings, the connection, what we send, what we receive, drawing.
+//
+// The page is loaded as a module (<script type="module">), so this file runs
+// in strict mode after the HTML is parsed.
+
+// ------------------------------------------------------------ settings
+
+// The tutorial throttles sendJsonMessage with lodash's throttle(..., 50):
+// at most one message every 50 ms, that is 20 per second.
+const THROTTLE_MS = 50;
+
+// Reconnecting: wait 0.5 s after the first failure, then twice as long after
+// each failure in a row, up to 10 s. Each wait is shortened by a random part
+// (jitter), so that a hundred pages do not all come back at the same moment
+// after a server restart.
+const BACKOFF_FIRST_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+
+// Cursors glide toward their latest position instead of jumping 20 times a
+// second: each animation frame covers most of the remaining distance.
+// A smaller number means snappier, a larger one smoother.
+const SMOOTHING_MS = 60;
+
+// The server's rules for a username (see the README): 1 to 64 characters,
+// no control characters. Checked here too, so that a bad name gets a clear
+// message instead of an endless reconnect loop.
+const MAX_USERNAME_LENGTH = 64;
+
+// ------------------------------------------------------------ the page
+
+const statusEl = document.getElementById("status");
+const usersEl = document.getElementById("users");
+const loginForm = document.getElementById("login");
+const usernameInput = document.getElementById("username");
+const loginError = document.getElementById("login-error");
+const hintEl = document.getElementById("hint");
+const cursorsEl = document.getElementById("cursors");
+
+// Show where the connection stands. data-state is what the CSS (and the
+// tests) look at: "idle", "connecting", "open" or "closed".
+function setStatus(state, text) {
+  statusEl.dataset.state = state;
+  statusEl.textContent = text;
+  statusEl.classList.remove("has-error");
+}
+
+// The server answers a bad message with {"error": "..."} to its sender
+// alone. Show it, but stay connected: nothing else changed.
+function showServerError(text) {
+  statusEl.textContent = `Connected as ${username}. The server says: ${text}`;
+  statusEl.classList.add("has-error");
+}
+
+// ------------------------------------------------------------ the connection
+
+let username = null; // chosen in the form (or given as ?username=)
+let socket = null; // the open (or opening) WebSocket, or null
+let failures = 0; // connection attempts that failed in a row
+let reconnectTimer = null;
+
+// The page talks to the server it came from: same host and port, and
+// wss:// when the page itself came over https://.
+function socketUrl(name) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/?username=${encodeURIComponent(name)}`;
+}
+
+function connect() {
+  reconnectTimer = null;
+  setStatus("connecting", `Connecting as ${username}…`);
+  const ws = new WebSocket(socketUrl(username));
+  socket = ws;
+  me.reset();
+
+  ws.addEventListener("open", () => {
+    failures = 0;
+    setStatus("open", `Connected as ${username}`);
+    // After a reconnect, tell the others where our cursor is right away.
+    if (position !== null) {
+      scheduleSend();
+    }
+  });
+
+  // Every message is either a snapshot of all users or an error reply.
+  ws.addEventListener("message", (event) => handleMessage(event.data));
+
+  // "close" always follows "error", so it is the one place to clean up.
+  ws.addEventListener("close", (event) => {
+    if (socket !== ws) {
+      return;
+    }
+    socket = null;
+    removeAllCursors();
+    renderUserList({});
+    scheduleReconnect(event);
+  });
+}
+
+function scheduleReconnect(event) {
+  failures += 1;
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (failures - 1));
+  const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
+  // 1006 means "no close frame": the server is down, unreachable, or it
+  // refused the handshake (browsers do not show us the HTTP status).
+  const why =
+    event.code === 1006
+      ? "no connection"
+      : `closed with ${event.code}${event.reason ? ": " + event.reason : ""}`;
+  setStatus("closed", `Disconnected (${why}). Reconnecting in ${(delay / 1000).toFixed(1)} s…`);
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+// ------------------------------------------------------------ what we send
+
+let position = null; // the latest mouse position, {x, y}
+let lastSentAt = -Infinity; // performance.now() of our last message
+let sendTimer = null; // a send is scheduled
+
+// Like the tutorial, send clientX and clientY: pixels from the top left
+// corner of the window.
+window.addEventListener("pointermove", (event) => {
+  position = { x: Math.round(event.clientX), y: Math.round(event.clientY) };
+  scheduleSend();
+});
+
+// A throttle with a trailing send: the first move goes out at once, and
+// moves within the next 50 ms are folded into one message sent when the
+// 50 ms are over, so the last position is never lost.
+function scheduleSend() {
+  if (sendTimer !== null) {
+    return;
+  }
+  const wait = Math.max(0, lastSentAt + THROTTLE_MS - performance.now());
+  sendTimer = setTimeout(sendPosition, wait);
+}
+
+function sendPosition() {
+  sendTimer = null;
+  if (socket === null || socket.readyState !== WebSocket.OPEN || position === null) {
+    return; // "open" sends the position once we are connected again
+  }
+  socket.send(JSON.stringify(position));
+  me.sent(position);
+  lastSentAt = performance.now();
+}
+
+// ------------------------------------------------------------ what we receive
+
+function handleMessage(text) {
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    showServerError("(a message that is not JSON)");
+    return;
+  }
+  // An error reply has one key, "error", whose value is a string; a
+  // snapshot's keys are uuids and its values are objects.
+  if (
+    message !== null &&
+    typeof message.error === "string" &&
+    Object.keys(message).length === 1
+  ) {
+    showServerError(message.error);
+    return;
+  }
+  me.identify(message);
+  renderUserList(message);
+  updateCursors(message);
+}
+
+// Which uuid is ours? The server does not say, and the tutorial's wire
+// format has no room for it, so we work it out: we are among the users with
+// our name in the first snapshot (the one our own arrival caused). If
+// several users share our name, the one whose state equals the position we
+// last sent is us. Until we know, we draw none of those candidates.
+const me = {
+  id: null,
+  candidates: null,
+  lastSent: null,
+
+  reset() {
+    this.id = null;
+    this.candidates = null;
+  },
+
+  sent(state) {
+    this.lastSent = state;
+  },
+
+  identify(users) {
+    if (this.id !== null) {
+      return;
+    }
+    if (this.candidates === null) {
+      this.candidates = Object.keys(users).filter((id) => users[id].username === username);
+    }
+    this.candidates = this.candidates.filter((id) => Object.hasOwn(users, id));
+    if (this.candidates.length === 1) {
+      this.id = this.candidates[0];
+    } else if (this.lastSent !== null) {
+      const { x, y } = this.lastSent;
+      const matches = this.candidates.filter(
+        (id) => users[id].state.x === x && users[id].state.y === y,
+      );
+      if (matches.length === 1) {
+        this.id = matches[0];
+      }
+    }
+  },
+
+  // Whether this uuid is (or may be) us.
+  isMe(id) {
+    return this.id === null ? this.candidates.includes(id) : id === this.id;
+  },
+};
+
+// ------------------------------------------------------------ drawing
+
+// A colour per user, from their uuid: the same user has the same colour on
+// every screen, and it does not change when they move.
+function colourOf(uuid) {
+  const hue = parseInt(uuid.replaceAll("-", "").slice(0, 8), 16) % 360;
+  return `hsl(${hue} 70% 42%)`;
+}
+
+// The users online, in the order they joined. textContent, never innerHTML:
+// a username is text typed by a stranger and must never become markup.
+function renderUserList(users) {
+  const items = Object.entries(users).map(([id, user]) => {
+    const li = document.createElement("li");
+    li.style.setProperty("--colour", colourOf(id));
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    const name = document.createElement("span");
+    name.textContent = user.username;
+    li.append(dot, name);
+    if (me.id === id) {
+      const you = document.createElement("span");
+      you.className = "you";
+      you.textContent = "(you)";
+      li.append(you);
+    }
+    return li;
+  });
+  usersEl.replaceChildren(...items);
+}
+
+// uuid -> { el, x, y, targetX, targetY }
+const cursors = new Map();
+
+function updateCursors(users) {
+  for (const [id, user] of Object.entries(users)) {
+    const { x, y } = user.state;
+    // A new user's state is {} until their first move: nothing to draw yet.
+    if (me.isMe(id) || !Number.isFinite(x) || !Number.isFinite(y)) {
+      removeCursor(id);
+      continue;
+    }
+    let cursor = cursors.get(id);
+    if (cursor === undefined) {
+      cursor = { el: createCursor(id, user.username), x, y, targetX: x, targetY: y };
+      cursors.set(id, cursor);
+      cursorsEl.append(cursor.el);
+      place(cursor);
+    }
+    cursor.targetX = x;
+    cursor.targetY = y;
+    // Where the cursor is heading, for the curious (and the tests): compare
+    // it in the developer tools with where the cursor is drawn.
+    cursor.el.dataset.x = x;
+    cursor.el.dataset.y = y;
+  }
+  // Users missing from the snapshot have left: remove their cursors.
+  for (const id of cursors.keys()) {
+    if (!Object.hasOwn(users, id)) {
+      removeCursor(id);
+    }
+  }
+}
+
+// <div class="cursor" data-uuid="..."><svg>arrow</svg><span class="label">name</span></div>
+function createCursor(id, name) {
+  const el = document.createElement("div");
+  el.className = "cursor";
+  el.dataset.uuid = id;
+  el.style.setProperty("--colour", colourOf(id));
+
+  const svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("viewBox", "0 0 20 24");
+  const arrow = document.createElementNS(svgNs, "path");
+  arrow.setAttribute("d", "M2 2 L2 20 L7 15.5 L10.5 22.5 L13.5 21 L10 14 L16.5 14 Z");
+  svg.append(arrow);
+
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = name; // text, never HTML
+  el.append(svg, label);
+  return el;
+}
+
+function removeCursor(id) {
+  const cursor = cursors.get(id);
+  if (cursor !== undefined) {
+    cursor.el.remove();
+    cursors.delete(id);
+  }
+}
+
+function removeAllCursors() {
+  for (const id of [...cursors.keys()]) {
+    removeCursor(id);
+  }
+}
+
+function place(cursor) {
+  // The arrow's tip is 2 px into its box: shift it onto the exact point.
+  cursor.el.style.transform = `translate(${cursor.x - 2}px, ${cursor.y - 2}px)`;
+}
+
+// The animation loop: once per screen refresh, move every cursor part of the
+// way to its target. The fraction depends on the time since the last frame,
+// so the motion looks the same at 30 or 144 frames per second.
+let lastFrame = performance.now();
+function animate(now) {
+  const fraction = 1 - Math.exp(-(now - lastFrame) / SMOOTHING_MS);
+  lastFrame = now;
+  for (const cursor of cursors.values()) {
+    const dx = cursor.targetX - cursor.x;
+    const dy = cursor.targetY - cursor.y;
+    if (Math.abs(dx) < 0.5 && Math.abs(dy) < 0.5) {
+      if (dx === 0 && dy === 0) {
+        continue;
+      }
+      cursor.x = cursor.targetX; // close enough: land exactly
+      cursor.y = cursor.targetY;
+    } else {
+      cursor.x += dx * fraction;
+      cursor.y += dy * fraction;
+    }
+    place(cursor);
+  }
+  requestAnimationFrame(animate);
+}
+requestAnimationFrame(animate);
+
+// ------------------------------------------------------------ joining
+
+// A username the server will accept, or a message saying what is wrong.
+function checkUsername(name) {
+  const length = [...name].length; // characters, not UTF-16 units
+  if (length === 0) {
+    return "Please enter a username.";
+  }
+  if (length > MAX_USERNAME_LENGTH) {
+    return `A username has at most ${MAX_USERNAME_LENGTH} characters.`;
+  }
+  if (/\p{Cc}/u.test(name)) {
+    return "A username cannot contain control characters.";
+  }
+  return null;
+}
+
+function join(name) {
+  const problem = checkUsername(name);
+  if (problem !== null) {
+    loginError.textContent = problem;
+    loginError.hidden = false;
+    return;
+  }
+  username = name;
+  try {
+    localStorage.setItem("wspractice.username", name);
+  } catch {
+    // Storage may be disabled; the name is only a convenience.
+  }
+  loginForm.hidden = true;
+  hintEl.hidden = false;
+  connect();
+}
+
+loginForm.addEventListener("submit", (event) => {
+  event.preventDefault(); // we connect from here; no page load
+  join(usernameInput.value.trim());
+});
+
+// http://HOST:PORT/?username=Alex joins at once, like the WebSocket URL.
+const given = new URLSearchParams(location.search).get("username");
+if (given !== null) {
+  join(given);
+} else {
+  try {
+    usernameInput.value = localStorage.getItem("wspractice.username") ?? "";
+  } catch {
+    // No storage: start with an empty field.
+  }
+  usernameInput.focus();
+}
+
+// For the curious, in the browser's developer console:
+//   wspractice.send("hello")     sends any text (try it: an error reply)
+//   wspractice.socket            the WebSocket object
+//   wspractice.me                our uuid, once known
+window.wspractice = {
+  send(text) {
+    if (socket === null || socket.readyState !== WebSocket.OPEN) {
+      throw new Error("not connected");
+    }
+    socket.send(text);
+  },
+  get socket() {
+    return socket;
+  },
+  get me() {
+    return me.id;
+  },
+};
