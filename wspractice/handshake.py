@@ -13,7 +13,6 @@ Rule: this module decides; it does no I/O and imports neither ``socket``,
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 import unicodedata
 import urllib.parse
@@ -155,7 +154,7 @@ def _check_key(keys: list[str]) -> str:
     key = keys[0].strip()
     try:
         raw = base64.b64decode(key, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a key that is not ASCII
         raw = b""
     if len(raw) != 16:
         raise HandshakeError(
@@ -177,7 +176,12 @@ def _split_target(target: str) -> tuple[str, str]:
         raise HandshakeError(
             HTTPStatus.BAD_REQUEST, "the request target is not valid UTF-8"
         ) from None
-    parts = urllib.parse.urlsplit(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError as exc:  # e.g. http://[::1/ (an unclosed IPv6 address)
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, f"the request target is not a valid URL: {exc}"
+        ) from None
     return parts.path or "/", parts.query
 
 
@@ -320,20 +324,30 @@ def accept(
         ),
     ]
     extensions: list[Extension] = []
-    if compression and upgrade.extension_offers:
-        deflate = PerMessageDeflate()
-        response = server_extensions_handshake(
-            _first_offer(upgrade.extension_offers, deflate.name), [deflate]
-        )
-        if response is not None:
-            headers.append(("Sec-WebSocket-Extensions", response.decode("ascii")))
-            extensions.append(deflate)
+    if compression:
+        deflate = _accept_deflate(upgrade.extension_offers)
+        if deflate is not None:
+            extension, response = deflate
+            headers.append(("Sec-WebSocket-Extensions", response))
+            extensions.append(extension)
     return headers, extensions
 
 
-def _first_offer(offers: Sequence[str], name: str) -> list[str]:
-    """The client's first offer of extension ``name`` (RFC 7692 section 5)."""
+def _accept_deflate(offers: Sequence[str]) -> tuple[Extension, str] | None:
+    """The first permessage-deflate offer wsproto can accept, and the answer.
+
+    An offer with an invalid parameter is declined, as RFC 7692 section 5
+    asks, and the next one is tried; without any, the connection goes on
+    without compression.
+    """
     for offer in offers:
-        if offer.split(";", 1)[0].strip().lower() == name:
-            return [offer]
-    return []
+        if offer.split(";", 1)[0].strip().lower() != PerMessageDeflate.name:
+            continue
+        deflate = PerMessageDeflate()
+        try:
+            response = server_extensions_handshake([offer], [deflate])
+        except ValueError:  # e.g. client_max_window_bits=abc or =20
+            continue
+        if response is not None:
+            return deflate, response.decode("ascii")
+    return None

@@ -12,6 +12,7 @@ This module does no I/O.
 from __future__ import annotations
 
 import json
+import math
 from typing import NoReturn
 
 from .errors import MessageError
@@ -21,7 +22,16 @@ def _reject_constant(name: str) -> NoReturn:
     raise MessageError(f"message is not valid JSON: {name} is not a JSON value")
 
 
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise MessageError(
+            f"message is not usable: the number {text[:20]} is too large"
+        )
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _compact_ascii = json.JSONEncoder(separators=(",", ":"))
 

@@ -134,6 +134,8 @@ class Session:
         self.compressed = compressed
         #: TLS, when the server serves wss:// (bytes are then per connection).
         self.tls = tls
+        #: Bytes of compressed input fed to wsproto at a time (see _feed).
+        self._inflate_step = max(1024, options.max_message_size // 1024)
         #: The presence app's message budget, if it limits the rate.
         self.rate_limiter: RateLimiter | None = None
         #: Bad messages in a row; endpoints may use it to end a connection.
@@ -221,20 +223,36 @@ class Session:
                 logger.debug("%r: read failed: %s", self, exc)
                 data = b""
             self.last_received = time.monotonic()
-            with self.guard:
-                eof = not data
-                if self.tls is not None:
+            eof = not data
+            if self.tls is not None:
+                with self.guard:
                     data = self.tls.feed(data)
                     eof = eof or self.tls.closed
                     self._write_sealed(self.tls.outgoing())
-                if self.tracer is not None and (data or eof):
-                    self.tracer.received(data)
-                if data:
-                    self.ws.receive_data(data)
-                if eof:
-                    self.ws.receive_data(None)
-            self._handle_events()
+            if self.tracer is not None and (data or eof):
+                self.tracer.received(data)
+            self._feed(data, eof)
             self._wait_for_room()
+
+    def _feed(self, data: bytes, eof: bool) -> None:
+        """Feed wsproto what was read, and handle what it makes of it.
+
+        With permessage-deflate, wsproto inflates each chunk it is fed in one
+        go, and deflate turns a kilobyte into up to a megabyte. Feeding small
+        slices lets the size limit stop a decompression bomb after about one
+        slice's worth instead of a whole read's.
+        """
+        step = self._inflate_step if self.compressed else len(data)
+        for start in range(0, len(data), step or 1):
+            if self.ws.state is ConnectionState.CLOSED:
+                return
+            with self.guard:
+                self.ws.receive_data(data[start : start + step])
+            self._handle_events()
+        if eof and self.ws.state is not ConnectionState.CLOSED:
+            with self.guard:
+                self.ws.receive_data(None)
+            self._handle_events()
 
     def _handle_events(self) -> None:
         """Handle each event as wsproto parses it.
