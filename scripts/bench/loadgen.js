@@ -159,9 +159,10 @@ function wsOptions (cfg) {
 /**
  * Open `count` connections, at most `concurrency` at a time.
  * `make(i)` returns a not yet opened WebSocket for client i.
- * Resolves when every attempt has opened or failed.
+ * Resolves when every attempt has opened or failed; no attempt starts after
+ * `deadline` (those not started count as failed).
  */
-async function connectAll (count, concurrency, make, stats) {
+async function connectAll (count, concurrency, make, stats, deadline) {
   let next = 0
   const started = now()
   const one = () => new Promise((resolve) => {
@@ -189,11 +190,16 @@ async function connectAll (count, concurrency, make, stats) {
   const lanes = []
   for (let k = 0; k < Math.min(concurrency, count); k++) {
     lanes.push((async () => {
-      while (next < count) await one()
+      while (next < count && now() < deadline) await one()
     })())
   }
   await Promise.all(lanes)
+  if (next < count) {
+    stats.failed += count - next
+    stats.errors.counts['connect: not tried, the connect phase ran out of time'] = count - next
+  }
   stats.connectSeconds = stats.connected ? (stats.lastOpen - started) / 1000 : null
+  stats.phaseSeconds = (now() - started) / 1000
 }
 
 function newConnectStats () {
@@ -203,7 +209,8 @@ function newConnectStats () {
     connectTimes: new Histogram(),
     errors: new ErrorCounts(),
     lastOpen: 0,
-    connectSeconds: null
+    connectSeconds: null,
+    phaseSeconds: 0
   }
 }
 
@@ -343,10 +350,10 @@ class PresenceWorker {
     this.winEnd = -Infinity
   }
 
-  async connect (concurrency) {
+  async connect (concurrency, deadline) {
     const stats = newConnectStats()
     const c = this.clients
-    await connectAll(c.length, concurrency, (i) => c[i].connect(this.cfg.url), stats)
+    await connectAll(c.length, concurrency, (i) => c[i].connect(this.cfg.url), stats, deadline)
     this.errors.merge(stats.errors.counts)
     return stats
   }
@@ -448,14 +455,14 @@ class EchoWorker {
     this.closing = false
   }
 
-  async connect (concurrency) {
+  async connect (concurrency, deadline) {
     const stats = newConnectStats()
     await connectAll(this.count, concurrency, (i) => {
       const ws = new WebSocket(`${this.cfg.url}/echo`, wsOptions(this.cfg))
       ws.on('error', (err) => this.errors.add(`client: ${err.message || err.code}`))
       this.sockets.push(ws)
       return ws
-    }, stats)
+    }, stats, deadline)
     this.errors.merge(stats.errors.counts)
     return stats
   }
@@ -597,7 +604,7 @@ class IdleWorker {
     this.from = from
   }
 
-  async connect (concurrency) {
+  async connect (concurrency, deadline) {
     const stats = newConnectStats()
     const path = this.cfg.path
     await connectAll(this.count, concurrency, (i) => {
@@ -613,7 +620,7 @@ class IdleWorker {
       })
       this.sockets.push(ws)
       return ws
-    }, stats)
+    }, stats, deadline)
     this.errors.merge(stats.errors.counts)
     return stats
   }
@@ -660,12 +667,13 @@ function workerMain (port) {
     try {
       if (msg.type === 'config') {
         worker = new WORKERS[msg.cfg.scenario](msg.cfg, msg.from, msg.to)
-        const stats = await worker.connect(msg.concurrency)
+        const stats = await worker.connect(msg.concurrency, msg.deadline)
         port.send({
           type: 'connected',
           connected: stats.connected,
           failed: stats.failed,
           connect_seconds: stats.connectSeconds,
+          phase_seconds: stats.phaseSeconds,
           connect_times: stats.connectTimes.toJSON()
         })
       } else if (msg.type === 'start') {
@@ -760,6 +768,7 @@ options (defaults in brackets):
   --workers N             generator processes [1]
   --concurrency N         connections opened at once [100]
   --connect-timeout S     per-connection handshake timeout [10]
+  --connect-deadline S    start no connection after this many seconds [60]
 
 Output: JSON lines on stdout, ending with {"event": "result", ...}.`
 
@@ -777,7 +786,8 @@ function parseArgs (argv) {
     grace: 5,
     workers: 1,
     concurrency: 100,
-    connectTimeout: 10
+    connectTimeout: 10,
+    connectDeadline: 60
   }
   const names = {
     '--url': 'url',
@@ -791,7 +801,8 @@ function parseArgs (argv) {
     '--grace': 'grace',
     '--workers': 'workers',
     '--concurrency': 'concurrency',
-    '--connect-timeout': 'connectTimeout'
+    '--connect-timeout': 'connectTimeout',
+    '--connect-deadline': 'connectDeadline'
   }
   for (let i = 1; i < argv.length; i += 2) {
     const key = names[argv[i]]
@@ -865,11 +876,12 @@ async function coordinatorMain (argv) {
         cfg,
         from,
         to: from + count,
-        concurrency: Math.max(1, Math.round(cfg.concurrency / cfg.workers))
+        concurrency: Math.max(1, Math.round(cfg.concurrency / cfg.workers)),
+        deadline: t + cfg.connectDeadline * 1000
       })
       from += count
     })
-    const connectBudget = (cfg.connectTimeout + 5) * 1000 * Math.ceil(cfg.clients / cfg.concurrency + 1)
+    const connectBudget = (cfg.connectDeadline + cfg.connectTimeout + 15) * 1000
     const connected = await gather(children, 'connected', connectBudget)
     const connectTimes = new Histogram()
     for (const c of connected) connectTimes.add(c.connect_times)
@@ -881,7 +893,9 @@ async function coordinatorMain (argv) {
       connected: connectedSum,
       failed,
       seconds: Math.round((now() - t)) / 1000,
+      // Until the last connection opened, and until every attempt settled.
       connect_all_seconds: connectSeconds,
+      connect_phase_seconds: Math.max(...connected.map((c) => c.phase_seconds || 0)),
       connect_times: connectTimes.summary()
     }
     emit(connectEvent)
