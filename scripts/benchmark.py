@@ -672,6 +672,7 @@ def presence_run(
         "grace": a.grace,
         "workers": workers,
         "concurrency": a.connect_concurrency,
+        "connect-deadline": a.connect_deadline,
     }
     connect_budget = 15 * (users / a.connect_concurrency + 1)
     timeout = connect_budget + a.warmup + duration + a.grace + 60
@@ -844,6 +845,7 @@ def scenario_join(ctx: Context) -> None:
                         "duration": min(1.0, a.short_duration),
                         "grace": 0,
                         "concurrency": a.connect_concurrency,
+                        "connect-deadline": a.connect_deadline,
                         "workers": 1,
                     },
                     timeout=30 * (users / a.connect_concurrency + 1) + 30,
@@ -859,6 +861,7 @@ def scenario_join(ctx: Context) -> None:
                     "connected": c.get("connected"),
                     "connect_failed": c.get("failed"),
                     "connect_all_seconds": c.get("connect_all_seconds"),
+                    "connect_phase_seconds": c.get("connect_phase_seconds"),
                     "connect_times": c.get("connect_times"),
                     "server_cpu_seconds": _round(run.server_cpu_connect),
                 }
@@ -897,6 +900,7 @@ def scenario_idle(ctx: Context) -> None:
                         "duration": a.short_warmup,
                         "grace": 0,
                         "concurrency": a.connect_concurrency,
+                        "connect-deadline": a.connect_deadline,
                     },
                     timeout=30 * (count / a.connect_concurrency + 1) + 30,
                     label=label,
@@ -915,6 +919,7 @@ def scenario_idle(ctx: Context) -> None:
                     "connect_failed": c.get("failed"),
                     "still_open": r.get("still_open"),
                     "connect_all_seconds": c.get("connect_all_seconds"),
+                    "connect_phase_seconds": c.get("connect_phase_seconds"),
                     "server_rss_before_kb": rss_before,
                     "server_rss_after_kb": after,
                 }
@@ -1147,8 +1152,8 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
             SERVER,
             col("accepted", "connected"),
             col("failed", "connect_failed"),
-            col("all in s", "connect_all_seconds"),
-            ratio_col("÷ wsp", "connect_all_seconds", rows),
+            col("all done in s", "connect_phase_seconds"),
+            ratio_col("÷ wsp", "connect_phase_seconds", rows),
             col("connect p99 ms", "connect_times.p99_ms"),
             col("server CPU s", "server_cpu_seconds"),
             STATUS,
@@ -1203,11 +1208,106 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
             col("RSS MB after", "server_rss_after_kb", scale=MIB),
             col("KiB/conn", "rss_per_connection_kb"),
             ratio_col("÷ wsp", "rss_per_connection_kb", rows),
-            col("connect all s", "connect_all_seconds"),
+            col("connecting s", "connect_phase_seconds"),
             STATUS,
         ]
         out.append((title, render(rows, columns)))
     return out
+
+
+def headline(ctx: Context) -> tuple[str, str] | None:
+    """The issue's targets: wspractice's figures next to the websockets server's."""
+    if "wspractice" not in ctx.servers:
+        return None
+    peer = "websockets" if "websockets" in ctx.servers else None
+
+    def find(scenario: str, name: str | None, params: Record) -> Record | None:
+        found = [
+            r
+            for r in pick(ctx.records, scenario, **params)
+            if r["server"] == name and r["status"] != "skipped"
+        ]
+        return found[-1] if found else None
+
+    def presence(r: Record | None) -> str:
+        if r is None:
+            return "—"
+        return f"p99 {fmt(lat(r, 'p99_ms'))} ms, {fmt(r.get('updates_lost'))} lost"
+
+    def connected(r: Record | None) -> str:
+        if r is None:
+            return "—"
+        total = r["params"].get("users") or r["params"].get("connections")
+        seconds = fmt(r.get("connect_phase_seconds"))
+        return f"{fmt(r.get('connected'))} of {fmt(total)} in {seconds} s"
+
+    def stalled(r: Record | None) -> str:
+        if r is None:
+            return "—"
+        before = [
+            b
+            for b in pick(ctx.records, "stall")
+            if b["server"] == r["server"] and "stalled_clients" not in b["params"]
+        ]
+        p99 = fmt(lat(before[-1], "p99_ms")) if before else "—"
+        return (
+            f"p99 {p99} → {fmt(lat(r, 'p99_ms'))} ms,"
+            f" {fmt(r.get('updates_lost'))} lost,"
+            f" RSS peak {fmt(_mb(r.get('server_rss_peak_kb')))} MB"
+        )
+
+    def figure(path: str) -> Callable[[Record | None], str]:
+        return lambda r: fmt(get(r, path)) if r is not None else "—"
+
+    #: (what, scenario, params, how to write a cell, figure for the ratio)
+    targets: list[tuple[str, str, Record, Callable[[Record | None], str], str]] = [
+        (
+            f"presence, {users} users × {ctx.args.rate:g} Hz",
+            "presence",
+            {"users": users},
+            presence,
+            "latency.p99_ms",
+        )
+        for users in ctx.args.users
+    ]
+    echo, shakes, rss = (
+        "messages_per_second",
+        "handshakes_per_second",
+        "rss_per_connection_kb",
+    )
+    targets += [
+        ("join", "join", {}, connected, "connect_phase_seconds"),
+        ("one stalled client", "stall", {"stalled_clients": 1}, stalled, ""),
+        ("echo msgs/s", "echo", {}, figure(echo), echo),
+        ("handshakes/s", "handshake", {}, figure(shakes), shakes),
+        ("idle connections", "idle", {}, connected, ""),
+        ("idle RSS per connection, KiB", "idle", {}, figure(rss), rss),
+    ]
+    rows = []
+    for what, scenario, params, cell, path in targets:
+        ours = find(scenario, "wspractice", params)
+        theirs = find(scenario, peer, params) if peer else None
+        if ours is not None or theirs is not None:
+            rows.append(
+                [what, cell(ours), cell(theirs), _ratio_text(ours, theirs, path)]
+            )
+    if not rows:
+        return None
+    headers = ["target", "wspractice", peer or "(no peer)", "wspractice ÷ peer"]
+    return "Summary: wspractice against the websockets server", table(headers, rows)
+
+
+def _mb(kb: object) -> float | None:
+    return kb / 1024 if isinstance(kb, (int, float)) else None
+
+
+def _ratio_text(ours: Record | None, theirs: Record | None, figure: str) -> str:
+    if not figure or ours is None or theirs is None:
+        return ""
+    a, b = get(ours, figure), get(theirs, figure)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return f"{a / b:.2f}×"
+    return ""
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:
@@ -1313,13 +1413,19 @@ def ensure_node_packages(allow_install: bool) -> None:
     )
 
 
-def ensure_python_packages(modules: set[str], allow_install: bool) -> None:
+def ensure_python_packages(
+    modules: set[str], allow_install: bool, optional: frozenset[str] = frozenset()
+) -> None:
+    """Install what the chosen servers need (and the plot wants)."""
     missing = []
     for module in sorted(modules):
         try:
             __import__(module)
         except ImportError:
-            missing.append(BENCH_REQUIREMENTS[module])
+            if allow_install or module not in optional:
+                missing.append(BENCH_REQUIREMENTS[module])
+            else:
+                say(f"warning: {module} is missing; going on without it")
     if not missing:
         return
     if not allow_install:
@@ -1371,7 +1477,8 @@ def git_commit(root: Path) -> str:
             ["git", "-C", str(root), *argv], capture_output=True, text=True
         ).stdout.strip()
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    # The last commit that changed the server, not the benchmark's.
+    commit = git("log", "-1", "--format=%h", "--", "wspractice") or "unknown"
     if git("status", "--porcelain", "--", "wspractice"):
         commit += "-dirty"
     return commit
@@ -1501,9 +1608,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--users",
         type=int_list,
-        default=[100, 300, 500, 1000],
+        default=[25, 50, 100, 300, 500, 1000],
         metavar="LIST",
-        help="user counts for the presence scenario (default: 100,300,500,1000)",
+        help="user counts for the presence scenario"
+        " (default: 25,50,100,300,500,1000)",
     )
     load.add_argument(
         "--rate", type=float, default=20.0, help="updates per second per user (20)"
@@ -1532,6 +1640,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         metavar="N",
         help="connections opened at once (100)",
+    )
+    load.add_argument(
+        "--connect-deadline",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="start no new connection after this long; those left count as"
+        " failed (60)",
     )
     load.add_argument(
         "--keep-going",
@@ -1679,7 +1795,7 @@ def main(argv: list[str] | None = None) -> int:
     needs = {m for name in args.servers for m in specs[name].needs}
     if "presence" in args.scenarios:
         needs.add("matplotlib")
-    ensure_python_packages(needs, not args.no_install)
+    ensure_python_packages(needs, not args.no_install, frozenset({"matplotlib"}))
     biggest = max(args.idle_connections, args.join_users, max(args.users))
     raise_open_files(2 * biggest + 1024)
 
@@ -1728,7 +1844,8 @@ def main(argv: list[str] | None = None) -> int:
         "÷ wsp: the server's figure divided by wspractice's. CPU in cores"
         " (1.0 = one core busy); gen: the load generator (w: worker processes).",
     ]
-    for title, text in tables(ctx):
+    summary = headline(ctx)
+    for title, text in tables(ctx) + ([summary] if summary else []):
         report += ["", f"### {title}", "", text]
     print("\n".join(report))
     (out / "results.md").write_text("\n".join(report) + "\n")
