@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark wspractice side by side with peer servers that speak its protocol.
 
-    python scripts/benchmark.py --quick      # a smoke test, well under a minute
-    python scripts/benchmark.py              # the full run (about 15 minutes)
+    python scripts/benchmark.py --quick      # a smoke test, under a minute
+    python scripts/benchmark.py              # the full run (15 to 20 minutes)
 
 Every server is started fresh for every measurement, on a free port, and
 driven by the Node load generator ``scripts/bench/loadgen.js`` (the ``ws``
@@ -1566,9 +1566,7 @@ QUICK = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/benchmark.py",
-        description=(
-            __doc__.split("\n\n", 2)[2].split("\n\nResults")[0] if __doc__ else None
-        ),
+        description=(__doc__ or "").split("\n\nResults")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Results go to --output: results.json, results.md (the tables)"
         " and p99_latency_vs_users.png. docs/benchmarks.md defines every figure.",
@@ -1593,7 +1591,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: tiny sizes and short runs (well under a minute);"
+        help="smoke test: tiny sizes and short runs (under a minute);"
         " options given explicitly still win",
     )
     what.add_argument(
@@ -1614,22 +1612,36 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: 25,50,100,300,500,1000)",
     )
     load.add_argument(
-        "--rate", type=float, default=20.0, help="updates per second per user (20)"
+        "--rate",
+        metavar="HZ",
+        type=float,
+        default=20.0,
+        help="updates per second per user (20)",
     )
     load.add_argument(
-        "--duration", type=float, default=10.0, help="seconds measured per run (10)"
+        "--duration",
+        metavar="SECONDS",
+        type=float,
+        default=10.0,
+        help="seconds measured per run (10)",
     )
     load.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds of load before measuring (2)"
+        "--warmup",
+        metavar="SECONDS",
+        type=float,
+        default=2.0,
+        help="seconds of load before measuring (2)",
     )
     load.add_argument(
         "--grace",
+        metavar="SECONDS",
         type=float,
         default=5.0,
         help="seconds to wait for late snapshots before counting an update lost (5)",
     )
     load.add_argument(
         "--workers",
+        metavar="N",
         type=int,
         default=0,
         help="load generator processes (default 0: 1, or 2 from 300 users on)",
@@ -1657,12 +1669,14 @@ def build_parser() -> argparse.ArgumentParser:
     other = parser.add_argument_group("other scenarios")
     other.add_argument(
         "--short-duration",
+        metavar="SECONDS",
         type=float,
         default=5.0,
         help="seconds measured for handshake and echo (5)",
     )
     other.add_argument(
         "--short-warmup",
+        metavar="SECONDS",
         type=float,
         default=1.0,
         help="seconds before measuring handshake and echo (1)",
@@ -1674,21 +1688,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="loops opening and closing WebSockets at once (20)",
     )
-    other.add_argument("--echo-clients", type=int, default=10, help="(10)")
+    other.add_argument("--echo-clients", metavar="N", type=int, default=10, help="(10)")
     other.add_argument(
-        "--echo-size", type=int, default=64, help="echo message size in bytes (64)"
+        "--echo-size",
+        metavar="BYTES",
+        type=int,
+        default=64,
+        help="echo message size in bytes (64)",
     )
     other.add_argument(
-        "--join-users", type=int, default=1000, help="users in the join scenario (1000)"
+        "--join-users",
+        metavar="N",
+        type=int,
+        default=1000,
+        help="users in the join scenario (1000)",
     )
     other.add_argument(
         "--stall-users",
+        metavar="N",
         type=int,
         default=20,
         help="users in the stall scenario, the stalled one included (20)",
     )
     other.add_argument(
         "--stall-duration",
+        metavar="SECONDS",
         type=float,
         default=20.0,
         help="seconds measured in the stall scenario (20)",
@@ -1702,6 +1726,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     other.add_argument(
         "--idle-path",
+        metavar="PATH",
         default="/echo",
         help="path of the idle connections; a presence path such as / adds a"
         " username per connection (default /echo: no join broadcasts)",
