@@ -1120,7 +1120,7 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
         ]
         out.append((title, render(rows, columns)))
 
-    rows = pick(recs, "presence")
+    rows = [r for r in pick(recs, "presence") if r["status"] != "skipped"]
     if rows:
         rows.sort(key=lambda r: (r["params"]["users"], ctx.servers.index(r["server"])))
         title = (
@@ -1142,7 +1142,16 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
             col("gen lag p99 ms", "generator.loop_delay_p99_ms"),
             STATUS,
         ]
-        out.append((title, render(rows, columns)))
+        skipped: dict[str, int] = {}
+        for r in pick(recs, "presence"):
+            if r["status"] == "skipped":
+                skipped.setdefault(r["server"], r["params"]["users"])
+        text = render(rows, columns)
+        if skipped:
+            text += "\n\nNot run, having collapsed at a smaller count: " + ", ".join(
+                f"{name} from {users} users" for name, users in skipped.items()
+            )
+        out.append((title, text))
 
     rows = pick(recs, "join")
     if rows:
@@ -1760,6 +1769,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where results go (default: artifacts/bench-YYYYmmdd-HHMMSS)",
     )
     run.add_argument(
+        "--from-results",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="run nothing: print the tables of an earlier results.json and"
+        " write its results.md and plot again (to --output, or beside it)",
+    )
+    run.add_argument(
         "--max-server-rss",
         type=int,
         default=4096,
@@ -1808,6 +1825,8 @@ def apply_quick(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if args.from_results is not None:
+        return report_again(args.from_results, args.output)
     if args.quick:
         apply_quick(args, argv)
     specs = server_specs(args)
@@ -1860,7 +1879,12 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted: writing what was measured so far")
     ctx.meta["seconds"] = round(time.monotonic() - started, 1)
     ctx.save()
+    write_report(ctx)
+    return 0
 
+
+def write_report(ctx: Context) -> None:
+    """Print the tables; write results.md and the plot next to results.json."""
     report = [
         f"wspractice {ctx.meta['wspractice_commit']} on"
         f" {ctx.meta['machine']['cpu']} × {ctx.meta['machine']['cores']},"
@@ -1873,12 +1897,24 @@ def main(argv: list[str] | None = None) -> int:
     for title, text in tables(ctx) + ([summary] if summary else []):
         report += ["", f"### {title}", "", text]
     print("\n".join(report))
-    (out / "results.md").write_text("\n".join(report) + "\n")
+    (ctx.out / "results.md").write_text("\n".join(report) + "\n")
     image = plot(ctx)
     say(
-        f"==> done in {ctx.meta['seconds']:g} s: {out / 'results.json'},"
-        f" {out / 'results.md'}" + (f", {image}" if image else "")
+        f"==> done in {ctx.meta.get('seconds', 0):g} s: {ctx.out / 'results.json'},"
+        f" {ctx.out / 'results.md'}" + (f", {image}" if image else "")
     )
+
+
+def report_again(path: Path, output: Path | None) -> int:
+    """--from-results: the tables and the plot of an earlier run, again."""
+    data = json.loads(path.read_text())
+    meta = data["meta"]
+    args = argparse.Namespace(**meta["settings"])
+    out = output or path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(args, {}, list(meta["servers"]), out, out / "logs")
+    ctx.meta, ctx.records = meta, data["records"]
+    write_report(ctx)
     return 0
 
 
