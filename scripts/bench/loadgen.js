@@ -613,11 +613,14 @@ class IdleWorker {
       const ws = new WebSocket(`${this.cfg.url}${target}`, wsOptions(this.cfg))
       ws.on('error', (err) => this.errors.add(`client: ${err.message || err.code}`))
       ws.on('close', (code) => {
-        if (!this.closing) {
+        // A failed handshake is counted by connectAll, not here.
+        if (!this.closing && opened) {
           this.disconnects += 1
           this.errors.add(`server closed an idle client with ${code}`)
         }
       })
+      let opened = false
+      ws.once('open', () => { opened = true })
       this.sockets.push(ws)
       return ws
     }, stats, deadline)
