@@ -670,14 +670,23 @@ function workerMain (port) {
     try {
       if (msg.type === 'config') {
         worker = new WORKERS[msg.cfg.scenario](msg.cfg, msg.from, msg.to)
+        // Our CPU and event-loop delay while connecting: a join is a big run too.
+        const cpu0 = process.cpuUsage()
+        const delay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
+        delay.enable()
         const stats = await worker.connect(msg.concurrency, msg.deadline)
+        delay.disable()
+        const cpu = process.cpuUsage(cpu0)
         port.send({
           type: 'connected',
           connected: stats.connected,
           failed: stats.failed,
           connect_seconds: stats.connectSeconds,
           phase_seconds: stats.phaseSeconds,
-          connect_times: stats.connectTimes.toJSON()
+          connect_times: stats.connectTimes.toJSON(),
+          cpu_seconds: (cpu.user + cpu.system) / 1e6,
+          loop_delay_p99_ms: lateBy(delay.percentile(99)),
+          loop_delay_max_ms: lateBy(delay.max)
         })
       } else if (msg.type === 'start') {
         const cfg = worker.cfg
@@ -899,7 +908,14 @@ async function coordinatorMain (argv) {
       // Until the last connection opened, and until every attempt settled.
       connect_all_seconds: connectSeconds,
       connect_phase_seconds: Math.max(...connected.map((c) => c.phase_seconds || 0)),
-      connect_times: connectTimes.summary()
+      connect_times: connectTimes.summary(),
+      // The generator while connecting (in cores over the connect phase).
+      generator: {
+        workers: connected.length,
+        cpu_seconds: Math.round(connected.reduce((a, c) => a + c.cpu_seconds, 0) * 1000) / 1000,
+        loop_delay_p99_ms: Math.max(...connected.map((c) => c.loop_delay_p99_ms || 0)),
+        loop_delay_max_ms: Math.max(...connected.map((c) => c.loop_delay_max_ms || 0))
+      }
     }
     emit(connectEvent)
     say(`${connectedSum} connected, ${failed} failed, in ${connectEvent.seconds} s`)
