@@ -1,0 +1,1049 @@
+#!/usr/bin/env node
+// Load generator for the wspractice benchmark (driven by scripts/benchmark.py,
+// usable on its own against any server that speaks the presence protocol).
+//
+//   node scripts/bench/loadgen.js SCENARIO --url ws://127.0.0.1:8000 [options]
+//
+// Scenarios:
+//   presence   N users, each sends its state R times a second and reads every
+//              snapshot; broadcast latency, lost updates, snapshots/s, bytes/s
+//   echo       N clients on /echo, each with W messages of B bytes in flight;
+//              messages/s and round trip
+//   handshake  C loops that open a WebSocket, wait for it, close it, repeat;
+//              handshakes/s and handshake time
+//   idle       N connections that do nothing; the driver measures server RSS
+//
+// The output is JSON lines on stdout: {"event": "connected"}, then
+// {"event": "measure_start"} and {"event": "measure_end"} (the driver samples
+// the server's CPU and memory at those moments), then one {"event": "result"}.
+// Human-readable progress goes to stderr.
+//
+// The generator runs in several processes (--workers) forked from this one;
+// each worker owns a slice of the clients. Every clock is monotonic
+// (process.hrtime), which is one clock for all processes on the machine, so
+// the coordinator can give every worker the same start time.
+//
+// Broadcast latency, fair to servers that coalesce snapshots: for an update
+// with sequence number s sent at time t by client c, the latency is the time
+// of the first snapshot received by c whose entry for c carries a sequence
+// number >= s, minus t. An update for which no such snapshot arrives before
+// the end of the run plus the grace period is lost. Every client sends and
+// receives, so every client measures.
+//
+// To keep up with thousands of snapshots a second, a client never parses a
+// snapshot as JSON. Its state is {"s":SEQ,"x":X,"y":Y} and its username is
+// unique, so its own entry contains the bytes
+//     "username":"u17","state":{"s":
+// followed by its last sequence number: one Buffer.indexOf (started near
+// where the entry was last time) and a few digits to read. The uuid before
+// that entry is checked once, so the harness also sees that every
+// connection got its own uuid.
+
+'use strict'
+
+const { fork } = require('child_process')
+const { monitorEventLoopDelay } = require('perf_hooks')
+const WebSocket = require('ws')
+
+// ------------------------------------------------------------------ helpers
+
+/** Milliseconds on the machine's monotonic clock (the same in every process). */
+function now () {
+  const [s, ns] = process.hrtime()
+  return s * 1e3 + ns / 1e6
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * A latency histogram with logarithmic buckets 1% wide, from 1 µs up.
+ * Histograms from several workers add up (percentiles would not).
+ */
+class Histogram {
+  static BASE = 1.01
+  static LOG_BASE = Math.log(Histogram.BASE)
+  static SIZE = 2400 // 1.01^2400 µs is about 21 million seconds
+
+  constructor () {
+    this.counts = new Float64Array(Histogram.SIZE)
+    this.count = 0
+    this.sum = 0
+    this.min = Infinity
+    this.max = 0
+  }
+
+  /** Record a value in milliseconds. */
+  record (ms) {
+    const us = Math.max(ms * 1000, 1)
+    const i = Math.min(Histogram.SIZE - 1, Math.floor(Math.log(us) / Histogram.LOG_BASE))
+    this.counts[i] += 1
+    this.count += 1
+    this.sum += ms
+    if (ms < this.min) this.min = ms
+    if (ms > this.max) this.max = ms
+  }
+
+  /** A compact form for IPC: only the buckets in use. */
+  toJSON () {
+    const buckets = []
+    for (let i = 0; i < Histogram.SIZE; i++) {
+      if (this.counts[i]) buckets.push([i, this.counts[i]])
+    }
+    return { buckets, count: this.count, sum: this.sum, min: this.min, max: this.max }
+  }
+
+  add (json) {
+    for (const [i, n] of json.buckets) this.counts[i] += n
+    this.count += json.count
+    this.sum += json.sum
+    if (json.count) {
+      this.min = Math.min(this.min, json.min)
+      this.max = Math.max(this.max, json.max)
+    }
+  }
+
+  /** The p-th percentile in milliseconds (bucket midpoint, within 0.5%). */
+  percentile (p) {
+    if (!this.count) return null
+    const target = Math.max(1, Math.ceil((p / 100) * this.count))
+    let seen = 0
+    for (let i = 0; i < Histogram.SIZE; i++) {
+      seen += this.counts[i]
+      if (seen >= target) {
+        const mid = Math.pow(Histogram.BASE, i + 0.5) / 1000
+        return Math.min(this.max, Math.max(this.min, mid))
+      }
+    }
+    return this.max
+  }
+
+  summary () {
+    if (!this.count) return { count: 0 }
+    const r = (x) => Math.round(x * 1000) / 1000
+    return {
+      count: this.count,
+      mean_ms: r(this.sum / this.count),
+      p50_ms: r(this.percentile(50)),
+      p90_ms: r(this.percentile(90)),
+      p99_ms: r(this.percentile(99)),
+      p999_ms: r(this.percentile(99.9)),
+      max_ms: r(this.max)
+    }
+  }
+}
+
+/** Count of errors by message, so a thousand identical errors print once. */
+class ErrorCounts {
+  constructor () { this.counts = {} }
+  add (what) {
+    const key = String(what).slice(0, 200)
+    this.counts[key] = (this.counts[key] || 0) + 1
+  }
+
+  total () { return Object.values(this.counts).reduce((a, b) => a + b, 0) }
+  merge (counts) {
+    for (const [k, n] of Object.entries(counts)) this.counts[k] = (this.counts[k] || 0) + n
+  }
+}
+
+/** What every client connection is opened with. */
+function wsOptions (cfg) {
+  return {
+    perMessageDeflate: false, // measure the protocol, not zlib
+    skipUTF8Validation: true, // the generator trusts the server's UTF-8
+    handshakeTimeout: cfg.connectTimeout * 1000,
+    maxPayload: 256 * 1024 * 1024
+  }
+}
+
+/**
+ * Open `count` connections, at most `concurrency` at a time.
+ * `make(i)` returns a not yet opened WebSocket for client i.
+ * Resolves when every attempt has opened or failed; no attempt starts after
+ * `deadline` (those not started count as failed).
+ */
+async function connectAll (count, concurrency, make, stats, deadline) {
+  let next = 0
+  const started = now()
+  const one = () => new Promise((resolve) => {
+    const i = next++
+    const t = now()
+    const ws = make(i)
+    let settled = false
+    const done = (ok, why) => {
+      if (settled) return
+      settled = true
+      if (ok) {
+        stats.connectTimes.record(now() - t)
+        stats.connected += 1
+        stats.lastOpen = now()
+      } else {
+        stats.failed += 1
+        stats.errors.add(`connect: ${why}`)
+      }
+      resolve()
+    }
+    ws.once('open', () => done(true))
+    ws.once('error', (err) => done(false, err.message || err.code))
+    ws.once('close', (code) => done(false, `closed with ${code} before opening`))
+  })
+  const lanes = []
+  for (let k = 0; k < Math.min(concurrency, count); k++) {
+    lanes.push((async () => {
+      while (next < count && now() < deadline) await one()
+    })())
+  }
+  await Promise.all(lanes)
+  if (next < count) {
+    stats.failed += count - next
+    stats.errors.counts['connect: not tried, the connect phase ran out of time'] = count - next
+  }
+  stats.connectSeconds = stats.connected ? (stats.lastOpen - started) / 1000 : null
+  stats.phaseSeconds = (now() - started) / 1000
+}
+
+function newConnectStats () {
+  return {
+    connected: 0,
+    failed: 0,
+    connectTimes: new Histogram(),
+    errors: new ErrorCounts(),
+    lastOpen: 0,
+    connectSeconds: null,
+    phaseSeconds: 0
+  }
+}
+
+// ------------------------------------------------------------------ presence
+
+/** One simulated user of the presence app. */
+class PresenceClient {
+  constructor (worker, index, cfg) {
+    this.worker = worker
+    this.index = index // global index, unique across workers
+    this.name = `u${index}`
+    this.needle = Buffer.from(`"username":"${this.name}","state":{"s":`)
+    this.nameOnly = Buffer.from(`"username":"${this.name}"`)
+    this.hint = 0 // where the needle was found last time
+    this.seq = 0 // last sequence number sent
+    this.acked = 0 // highest sequence number seen in a snapshot
+    // Send times by sequence number (index 0 unused).
+    this.sentAt = new Float64Array(Math.ceil(cfg.rate * (cfg.warmup + cfg.duration)) + 16)
+    this.firstMeasured = 0 // sequence numbers [firstMeasured, lastMeasured] count
+    this.lastMeasured = -1
+    this.uuid = null
+    this.open = false
+    this.ws = null
+  }
+
+  connect (url) {
+    const ws = new WebSocket(`${url}/?username=${this.name}`, wsOptions(this.worker.cfg))
+    this.ws = ws
+    ws.on('open', () => { this.open = true })
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary))
+    ws.on('error', (err) => this.worker.errors.add(`client: ${err.message || err.code}`))
+    ws.on('close', (code) => {
+      if (this.open && !this.worker.closing) {
+        this.worker.errors.add(`server closed a client with ${code}`)
+        this.worker.disconnects += 1
+      }
+      this.open = false
+    })
+    return ws
+  }
+
+  send (t) {
+    if (!this.open || this.seq + 1 >= this.sentAt.length) return false
+    const seq = ++this.seq
+    this.sentAt[seq] = t
+    const x = (this.index * 7 + seq * 13) % 1000
+    const y = (this.index * 11 + seq * 17) % 1000
+    this.ws.send(`{"s":${seq},"x":${x},"y":${y}}`)
+    return true
+  }
+
+  onMessage (data, isBinary) {
+    const w = this.worker
+    const t = now()
+    if (t >= w.winStart && t < w.winEnd) {
+      w.snapshots += 1
+      w.bytes += data.length
+    }
+    w.snapshotsTotal += 1
+    if (isBinary) {
+      w.errors.add('binary message from the server')
+      return
+    }
+    // Find our own entry: near where it was last time, else anywhere.
+    const needle = this.needle
+    let p = data.indexOf(needle, this.hint > 4096 ? this.hint - 4096 : 0)
+    if (p < 0 && this.hint > 4096) p = data.indexOf(needle)
+    if (p < 0) {
+      const q = data.indexOf(this.nameOnly)
+      if (q >= 0) {
+        // Our entry with state {}: a snapshot from before our first update.
+        if (this.uuid === null) this.learnUuid(data, q)
+        if (this.acked > 0) w.stale += 1
+      } else if (data.indexOf('{"error"') === 0) {
+        w.errors.add(`error reply: ${data.toString().slice(0, 120)}`)
+      } else if (this.acked > 0) {
+        // We have seen our own update before, yet our entry is gone.
+        w.missingSelf += 1
+      }
+      return
+    }
+    this.hint = p
+    if (this.uuid === null) this.learnUuid(data, p)
+    // Read the digits of our sequence number.
+    let i = p + needle.length
+    let seq = 0
+    for (let c = data[i]; c >= 0x30 && c <= 0x39; c = data[++i]) seq = seq * 10 + (c - 0x30)
+    if (seq < this.acked) w.stale += 1 // older than a snapshot we already had
+    if (seq <= this.acked) return
+    if (seq > this.seq) {
+      w.errors.add('a snapshot carries a sequence number that was never sent')
+      return
+    }
+    // Every update up to `seq` is now visible to us (fair to coalescing).
+    const hist = w.latency
+    for (let s = this.acked + 1; s <= seq; s++) {
+      if (s >= this.firstMeasured && s <= this.lastMeasured) hist.record(t - this.sentAt[s])
+    }
+    this.acked = seq
+  }
+
+  /** The entry starts with "<uuid>":{ just before "username". */
+  learnUuid (data, p) {
+    const start = p - 40
+    if (start < 0 || data[start] !== 0x22 || data[p - 3] !== 0x22) return
+    const uuid = data.toString('latin1', start + 1, p - 3)
+    if (/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(uuid)) {
+      this.uuid = uuid
+    } else {
+      this.worker.errors.add(`not a uuid4: ${uuid}`)
+    }
+  }
+
+  get lost () {
+    if (this.lastMeasured < this.firstMeasured) return 0
+    return Math.max(0, this.lastMeasured - Math.max(this.acked, this.firstMeasured - 1))
+  }
+}
+
+class PresenceWorker {
+  constructor (cfg, from, to) {
+    this.cfg = cfg
+    this.clients = []
+    for (let i = from; i < to; i++) this.clients.push(new PresenceClient(this, i, cfg))
+    this.errors = new ErrorCounts()
+    this.latency = new Histogram()
+    this.sendLag = new Histogram()
+    this.snapshots = 0
+    this.bytes = 0
+    this.snapshotsTotal = 0
+    this.missingSelf = 0
+    this.stale = 0
+    this.disconnects = 0
+    this.sent = 0
+    this.closing = false
+    this.winStart = Infinity
+    this.winEnd = -Infinity
+  }
+
+  async connect (concurrency, deadline) {
+    const stats = newConnectStats()
+    const c = this.clients
+    await connectAll(c.length, concurrency, (i) => c[i].connect(this.cfg.url), stats, deadline)
+    this.errors.merge(stats.errors.counts)
+    return stats
+  }
+
+  /** Send on schedule from t0, measure in the window, then wait for the stragglers. */
+  async run (t0) {
+    const cfg = this.cfg
+    const period = 1000 / cfg.rate
+    this.winStart = t0 + cfg.warmup * 1000
+    this.winEnd = this.winStart + cfg.duration * 1000
+    if (cfg.rate > 0 && this.clients.length) {
+      // Client i sends at t0 + offset_i + k * period, offsets spread evenly
+      // over one period across all users (of every worker).
+      const order = this.clients
+        .map((c) => ({ c, offset: (c.index / cfg.users) * period }))
+        .sort((a, b) => a.offset - b.offset)
+      let k = 0 // which period
+      let j = 0 // next client in `order`
+      await sleep(Math.max(0, t0 - now()))
+      await new Promise((resolve) => {
+        const tick = () => {
+          const t = now()
+          for (;;) {
+            const due = t0 + order[j].offset + k * period
+            if (due > t) break
+            if (due >= this.winEnd) return resolve()
+            const c = order[j].c
+            if (c.send(t)) {
+              this.sent += 1
+              if (due >= this.winStart) {
+                this.sendLag.record(t - due)
+                if (c.firstMeasured === 0) c.firstMeasured = c.seq
+                c.lastMeasured = c.seq
+              }
+            }
+            if (++j === order.length) { j = 0; k++ }
+          }
+          const nextDue = t0 + order[j].offset + k * period
+          setTimeout(tick, Math.max(0, nextDue - now()))
+        }
+        tick()
+      })
+    } else {
+      await sleep(Math.max(0, this.winEnd - now()))
+    }
+    // Grace: wait for every measured update to show up, or give up.
+    const deadline = this.winEnd + cfg.grace * 1000
+    while (now() < deadline && this.clients.some((c) => c.open && c.lost > 0)) await sleep(20)
+  }
+
+  result () {
+    let lost = 0
+    let measured = 0
+    let uuids = 0
+    const distinct = new Set()
+    for (const c of this.clients) {
+      lost += c.lost
+      if (c.lastMeasured >= c.firstMeasured && c.firstMeasured > 0) {
+        measured += c.lastMeasured - c.firstMeasured + 1
+      }
+      if (c.uuid) { uuids += 1; distinct.add(c.uuid) }
+    }
+    return {
+      latency: this.latency.toJSON(),
+      send_lag: this.sendLag.toJSON(),
+      updates_sent: this.sent,
+      updates_measured: measured,
+      updates_lost: lost,
+      snapshots: this.snapshots,
+      bytes: this.bytes,
+      snapshots_total: this.snapshotsTotal,
+      snapshots_without_own_entry: this.missingSelf,
+      stale_snapshots: this.stale,
+      disconnects: this.disconnects,
+      uuids_learned: uuids,
+      uuids: [...distinct],
+      errors: this.errors.counts
+    }
+  }
+
+  close () {
+    this.closing = true
+    for (const c of this.clients) if (c.ws) c.ws.terminate()
+  }
+}
+
+// ------------------------------------------------------------------ echo
+
+class EchoWorker {
+  constructor (cfg, from, to) {
+    this.cfg = cfg
+    this.count = to - from
+    this.sockets = []
+    this.errors = new ErrorCounts()
+    this.rtt = new Histogram()
+    this.messages = 0
+    this.bytes = 0
+    this.disconnects = 0
+    this.closing = false
+  }
+
+  async connect (concurrency, deadline) {
+    const stats = newConnectStats()
+    await connectAll(this.count, concurrency, (i) => {
+      const ws = new WebSocket(`${this.cfg.url}/echo`, wsOptions(this.cfg))
+      ws.on('error', (err) => this.errors.add(`client: ${err.message || err.code}`))
+      this.sockets.push(ws)
+      return ws
+    }, stats, deadline)
+    this.errors.merge(stats.errors.counts)
+    return stats
+  }
+
+  async run (t0) {
+    const cfg = this.cfg
+    const winStart = t0 + cfg.warmup * 1000
+    const winEnd = winStart + cfg.duration * 1000
+    const payload = Buffer.alloc(cfg.size, 'e').toString()
+    await sleep(Math.max(0, t0 - now()))
+    const loops = this.sockets.filter((ws) => ws.readyState === WebSocket.OPEN).map((ws) =>
+      new Promise((resolve) => {
+        const inFlight = [] // send times, oldest first
+        const sendOne = () => {
+          inFlight.push(now())
+          ws.send(payload)
+        }
+        ws.on('message', (data) => {
+          const t = now()
+          const sentAt = inFlight.shift()
+          if (data.length !== cfg.size) this.errors.add(`echo of ${data.length} bytes`)
+          if (sentAt >= winStart && sentAt < winEnd) {
+            this.rtt.record(t - sentAt)
+            this.messages += 1
+            this.bytes += data.length
+          }
+          if (t < winEnd) sendOne()
+          else if (!inFlight.length) resolve()
+        })
+        ws.on('close', (code) => {
+          if (!this.closing) {
+            this.errors.add(`server closed an echo client with ${code}`)
+            this.disconnects += 1
+          }
+          resolve()
+        })
+        for (let k = 0; k < cfg.window; k++) sendOne()
+        setTimeout(resolve, winEnd - now() + cfg.grace * 1000)
+      }))
+    await Promise.all(loops)
+  }
+
+  result () {
+    return {
+      rtt: this.rtt.toJSON(),
+      messages: this.messages,
+      bytes: this.bytes,
+      disconnects: this.disconnects,
+      errors: this.errors.counts
+    }
+  }
+
+  close () {
+    this.closing = true
+    for (const ws of this.sockets) ws.terminate()
+  }
+}
+
+// ------------------------------------------------------------------ handshake
+
+class HandshakeWorker {
+  constructor (cfg, from, to) {
+    this.cfg = cfg
+    this.loops = to - from
+    this.errors = new ErrorCounts()
+    this.times = new Histogram()
+    this.handshakes = 0
+    this.failed = 0
+    this.live = new Set()
+  }
+
+  async connect () {
+    return newConnectStats() // nothing to open in advance
+  }
+
+  async run (t0) {
+    const cfg = this.cfg
+    const winStart = t0 + cfg.warmup * 1000
+    const winEnd = winStart + cfg.duration * 1000
+    const url = `${cfg.url}${cfg.path}`
+    await sleep(Math.max(0, t0 - now()))
+    const loop = async () => {
+      while (now() < winEnd) {
+        await new Promise((resolve) => {
+          const t = now()
+          const ws = new WebSocket(url, wsOptions(cfg))
+          this.live.add(ws)
+          let opened = false
+          ws.on('open', () => {
+            opened = true
+            const t1 = now()
+            if (t >= winStart && t1 < winEnd) {
+              this.times.record(t1 - t)
+              this.handshakes += 1
+            }
+            ws.close(1000)
+          })
+          ws.on('error', (err) => {
+            if (t >= winStart) this.failed += 1
+            this.errors.add(`handshake: ${err.message || err.code}`)
+          })
+          ws.on('close', () => {
+            this.live.delete(ws)
+            // Do not spin on a server that refuses everything.
+            setTimeout(resolve, opened ? 0 : 10)
+          })
+        })
+      }
+    }
+    const loops = []
+    for (let k = 0; k < this.loops; k++) loops.push(loop())
+    await Promise.race([Promise.all(loops), sleep(winEnd - now() + cfg.grace * 1000)])
+  }
+
+  result () {
+    return {
+      times: this.times.toJSON(),
+      handshakes: this.handshakes,
+      failed: this.failed,
+      errors: this.errors.counts
+    }
+  }
+
+  close () {
+    for (const ws of this.live) ws.terminate()
+  }
+}
+
+// ------------------------------------------------------------------ idle
+
+class IdleWorker {
+  constructor (cfg, from, to) {
+    this.cfg = cfg
+    this.count = to - from
+    this.sockets = []
+    this.errors = new ErrorCounts()
+    this.disconnects = 0
+    this.closing = false
+    this.from = from
+  }
+
+  async connect (concurrency, deadline) {
+    const stats = newConnectStats()
+    const path = this.cfg.path
+    await connectAll(this.count, concurrency, (i) => {
+      // A presence path gets a unique username per connection.
+      const target = path === '/echo' ? path : `${path}${path.includes('?') ? '&' : '?'}username=i${this.from + i}`
+      const ws = new WebSocket(`${this.cfg.url}${target}`, wsOptions(this.cfg))
+      ws.on('error', (err) => this.errors.add(`client: ${err.message || err.code}`))
+      ws.on('close', (code) => {
+        // A failed handshake is counted by connectAll, not here.
+        if (!this.closing && opened) {
+          this.disconnects += 1
+          this.errors.add(`server closed an idle client with ${code}`)
+        }
+      })
+      let opened = false
+      ws.once('open', () => { opened = true })
+      this.sockets.push(ws)
+      return ws
+    }, stats, deadline)
+    this.errors.merge(stats.errors.counts)
+    return stats
+  }
+
+  async run (t0) {
+    const cfg = this.cfg
+    await sleep(Math.max(0, t0 + (cfg.warmup + cfg.duration) * 1000 - now()))
+  }
+
+  result () {
+    const open = this.sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length
+    return { still_open: open, disconnects: this.disconnects, errors: this.errors.counts }
+  }
+
+  close () {
+    this.closing = true
+    for (const ws of this.sockets) ws.terminate()
+  }
+}
+
+const WORKERS = {
+  presence: PresenceWorker,
+  echo: EchoWorker,
+  handshake: HandshakeWorker,
+  idle: IdleWorker
+}
+
+// ------------------------------------------------------------------ worker process
+
+// Event-loop delay: a timer every LOOP_RESOLUTION_MS records how long it
+// really took; the part beyond LOOP_RESOLUTION_MS is the delay.
+const LOOP_RESOLUTION_MS = 5
+const lateBy = (ns) => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS)
+
+/**
+ * Serve the coordinator's messages. `port` is this process (a forked worker)
+ * or an in-process stand-in for it (one worker: no fork, faster to start).
+ */
+function workerMain (port) {
+  let worker = null
+  let cpuStart = null
+  let loopDelay = null
+  port.on('message', async (msg) => {
+    try {
+      if (msg.type === 'config') {
+        worker = new WORKERS[msg.cfg.scenario](msg.cfg, msg.from, msg.to)
+        // Our CPU and event-loop delay while connecting: a join is a big run too.
+        const cpu0 = process.cpuUsage()
+        const delay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
+        delay.enable()
+        const stats = await worker.connect(msg.concurrency, msg.deadline)
+        delay.disable()
+        const cpu = process.cpuUsage(cpu0)
+        port.send({
+          type: 'connected',
+          connected: stats.connected,
+          failed: stats.failed,
+          connect_seconds: stats.connectSeconds,
+          phase_seconds: stats.phaseSeconds,
+          connect_times: stats.connectTimes.toJSON(),
+          cpu_seconds: (cpu.user + cpu.system) / 1e6,
+          loop_delay_p99_ms: lateBy(delay.percentile(99)),
+          loop_delay_max_ms: lateBy(delay.max)
+        })
+      } else if (msg.type === 'start') {
+        const cfg = worker.cfg
+        const winStart = msg.t0 + cfg.warmup * 1000
+        const winEnd = winStart + cfg.duration * 1000
+        // Our own CPU and event-loop delay, over the measurement window.
+        let cpuEnd = null
+        let wallStart = null
+        let wallEnd = null
+        setTimeout(() => {
+          cpuStart = process.cpuUsage()
+          wallStart = now()
+          loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
+          loopDelay.enable()
+        }, Math.max(0, winStart - now()))
+        setTimeout(() => {
+          cpuEnd = process.cpuUsage(cpuStart)
+          wallEnd = now()
+          if (loopDelay) loopDelay.disable()
+        }, Math.max(0, winEnd - now()))
+        await worker.run(msg.t0)
+        if (cpuEnd === null && cpuStart !== null) {
+          cpuEnd = process.cpuUsage(cpuStart)
+          wallEnd = now()
+          loopDelay.disable()
+        }
+        const cpu = cpuEnd ? (cpuEnd.user + cpuEnd.system) / 1e6 : null
+        const wall = wallEnd && wallStart ? (wallEnd - wallStart) / 1000 : null
+        port.send({
+          type: 'done',
+          result: worker.result(),
+          cpu_seconds: cpu,
+          wall_seconds: wall,
+          loop_delay_p99_ms: loopDelay ? lateBy(loopDelay.percentile(99)) : null,
+          loop_delay_max_ms: loopDelay ? lateBy(loopDelay.max) : null
+        })
+      } else if (msg.type === 'close') {
+        if (worker) worker.close()
+        port.exit()
+      }
+    } catch (err) {
+      port.send({ type: 'fatal', message: String(err && err.stack ? err.stack : err) })
+    }
+  })
+}
+
+/** The worker side of a forked worker process. */
+function forkedPort () {
+  process.on('disconnect', () => process.exit(0))
+  return {
+    on: (event, fn) => process.on(event, fn),
+    send: (msg) => process.send(msg),
+    exit: () => setTimeout(() => process.exit(0), 50)
+  }
+}
+
+/**
+ * A worker in the coordinator's own process: two linked emitters that look
+ * like a ChildProcess to the coordinator and like `process` to the worker.
+ */
+function inProcessWorker () {
+  const { EventEmitter } = require('events')
+  const child = new EventEmitter()
+  const port = new EventEmitter()
+  const deliver = (target, msg) => setImmediate(() => target.emit('message', msg))
+  child.send = (msg) => deliver(port, msg)
+  child.kill = () => {}
+  port.send = (msg) => deliver(child, msg)
+  port.exit = () => setImmediate(() => child.emit('exit', 0))
+  workerMain(port)
+  return child
+}
+
+// ------------------------------------------------------------------ coordinator
+
+const HELP = `usage: node loadgen.js SCENARIO --url ws://HOST:PORT [options]
+
+SCENARIO is presence, echo, handshake or idle.
+
+options (defaults in brackets):
+  --url URL               server base URL, without a path [ws://127.0.0.1:8000]
+  --clients N             users (presence), clients (echo), loops (handshake)
+                          or connections (idle) [10]
+  --rate HZ               presence: updates per second per user [20]
+  --size BYTES            echo: message size [64]
+  --window N              echo: messages in flight per client [1]
+  --path PATH             handshake and idle: the URL path [/echo]
+  --warmup SECONDS        run before measuring [2]
+  --duration SECONDS      how long to measure [10]
+  --grace SECONDS         after the run, wait this long for late snapshots [5]
+  --workers N             generator processes [1]
+  --concurrency N         connections opened at once [100]
+  --connect-timeout S     per-connection handshake timeout [10]
+  --connect-deadline S    start no connection after this many seconds [60]
+
+Output: JSON lines on stdout, ending with {"event": "result", ...}.`
+
+function parseArgs (argv) {
+  const cfg = {
+    scenario: argv[0],
+    url: 'ws://127.0.0.1:8000',
+    clients: 10,
+    rate: 20,
+    size: 64,
+    window: 1,
+    path: '/echo',
+    warmup: 2,
+    duration: 10,
+    grace: 5,
+    workers: 1,
+    concurrency: 100,
+    connectTimeout: 10,
+    connectDeadline: 60
+  }
+  const names = {
+    '--url': 'url',
+    '--clients': 'clients',
+    '--rate': 'rate',
+    '--size': 'size',
+    '--window': 'window',
+    '--path': 'path',
+    '--warmup': 'warmup',
+    '--duration': 'duration',
+    '--grace': 'grace',
+    '--workers': 'workers',
+    '--concurrency': 'concurrency',
+    '--connect-timeout': 'connectTimeout',
+    '--connect-deadline': 'connectDeadline'
+  }
+  for (let i = 1; i < argv.length; i += 2) {
+    const key = names[argv[i]]
+    if (!key || i + 1 >= argv.length) throw new Error(`unknown or incomplete option ${argv[i]}`)
+    const value = argv[i + 1]
+    cfg[key] = typeof cfg[key] === 'number' ? Number(value) : value
+    if (Number.isNaN(cfg[key])) throw new Error(`${argv[i]} needs a number, got ${value}`)
+  }
+  if (!WORKERS[cfg.scenario]) throw new Error(`unknown scenario ${cfg.scenario}`)
+  cfg.url = cfg.url.replace(/\/+$/, '')
+  cfg.users = cfg.clients
+  cfg.workers = Math.max(1, Math.min(cfg.workers, cfg.clients))
+  return cfg
+}
+
+function emit (event) {
+  process.stdout.write(JSON.stringify(event) + '\n')
+}
+
+function say (text) {
+  process.stderr.write(`loadgen: ${text}\n`)
+}
+
+/** Wait for one message of `type` from every worker (or a fatal one). */
+function gather (children, type, timeoutMs) {
+  return Promise.all(children.map((child) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${type}" from a worker in ${timeoutMs / 1000} s`)), timeoutMs)
+    const onMessage = (msg) => {
+      if (msg.type === type || msg.type === 'fatal') {
+        clearTimeout(timer)
+        child.off('message', onMessage)
+        if (msg.type === 'fatal') reject(new Error(`worker failed: ${msg.message}`))
+        else resolve(msg)
+      }
+    }
+    child.on('message', onMessage)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`a worker exited with ${code}`))
+    })
+  })))
+}
+
+async function coordinatorMain (argv) {
+  if (!argv.length || argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(HELP + '\n')
+    return 0
+  }
+  const cfg = parseArgs(argv)
+  const children = []
+  if (cfg.workers === 1) {
+    children.push(inProcessWorker())
+  } else {
+    for (let w = 0; w < cfg.workers; w++) {
+      children.push(fork(__filename, ['--worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+    }
+  }
+  const killAll = () => { for (const c of children) c.kill('SIGKILL') }
+  process.on('SIGTERM', () => { killAll(); process.exit(143) })
+  try {
+    // Split the clients and the connect concurrency between the workers.
+    const per = Math.floor(cfg.clients / cfg.workers)
+    const extra = cfg.clients % cfg.workers
+    let from = 0
+    const t = now()
+    say(`${cfg.scenario}: opening ${cfg.scenario === 'handshake' ? 0 : cfg.clients} connection(s) to ${cfg.url} with ${cfg.workers} worker(s)`)
+    children.forEach((child, w) => {
+      const count = per + (w < extra ? 1 : 0)
+      child.send({
+        type: 'config',
+        cfg,
+        from,
+        to: from + count,
+        concurrency: Math.max(1, Math.round(cfg.concurrency / cfg.workers)),
+        deadline: t + cfg.connectDeadline * 1000
+      })
+      from += count
+    })
+    const connectBudget = (cfg.connectDeadline + cfg.connectTimeout + 15) * 1000
+    const connected = await gather(children, 'connected', connectBudget)
+    const connectTimes = new Histogram()
+    for (const c of connected) connectTimes.add(c.connect_times)
+    const connectedSum = connected.reduce((a, c) => a + c.connected, 0)
+    const failed = connected.reduce((a, c) => a + c.failed, 0)
+    const connectSeconds = connectedSum ? Math.max(...connected.map((c) => c.connect_seconds || 0)) : null
+    const connectEvent = {
+      event: 'connected',
+      connected: connectedSum,
+      failed,
+      seconds: Math.round((now() - t)) / 1000,
+      // Until the last connection opened, and until every attempt settled.
+      connect_all_seconds: connectSeconds,
+      connect_phase_seconds: Math.max(...connected.map((c) => c.phase_seconds || 0)),
+      connect_times: connectTimes.summary(),
+      // The generator while connecting (in cores over the connect phase).
+      generator: {
+        workers: connected.length,
+        cpu_seconds: Math.round(connected.reduce((a, c) => a + c.cpu_seconds, 0) * 1000) / 1000,
+        loop_delay_p99_ms: Math.max(...connected.map((c) => c.loop_delay_p99_ms || 0)),
+        loop_delay_max_ms: Math.max(...connected.map((c) => c.loop_delay_max_ms || 0))
+      }
+    }
+    emit(connectEvent)
+    say(`${connectedSum} connected, ${failed} failed, in ${connectEvent.seconds} s`)
+
+    // Everyone starts at the same moment; the window is [t0 + warmup, + duration].
+    const t0 = now() + 50
+    for (const child of children) child.send({ type: 'start', t0 })
+    const winStart = t0 + cfg.warmup * 1000
+    const winEnd = winStart + cfg.duration * 1000
+    // The driver samples the server on these two events; they come in
+    // order and before the result, however late a timer fires.
+    let marks = 0
+    const mark = (upTo) => {
+      if (marks < 1 && upTo >= 1) emit({ event: 'measure_start' })
+      if (marks < 2 && upTo >= 2) emit({ event: 'measure_end' })
+      marks = Math.max(marks, upTo)
+    }
+    const startTimer = setTimeout(() => mark(1), Math.max(0, winStart - now()))
+    const endTimer = setTimeout(() => mark(2), Math.max(0, winEnd - now()))
+    const budget = (cfg.warmup + cfg.duration + cfg.grace + 30) * 1000
+    const done = await gather(children, 'done', budget)
+    clearTimeout(startTimer)
+    clearTimeout(endTimer)
+    mark(2)
+    for (const child of children) child.send({ type: 'close' })
+
+    const result = mergeResults(cfg, done)
+    result.connect = connectEvent
+    emit({ event: 'result', ...result })
+    await Promise.race([
+      Promise.all(children.map((c) => new Promise((resolve) => c.once('exit', resolve)))),
+      sleep(3000)
+    ])
+    killAll()
+    return 0
+  } catch (err) {
+    emit({ event: 'error', message: err.message })
+    say(err.message)
+    killAll()
+    return 1
+  }
+}
+
+function mergeResults (cfg, done) {
+  const errors = new ErrorCounts()
+  const sum = (key) => done.reduce((a, d) => a + (d.result[key] || 0), 0)
+  const hist = (key) => {
+    const h = new Histogram()
+    for (const d of done) h.add(d.result[key])
+    return h
+  }
+  for (const d of done) errors.merge(d.result.errors)
+  const cpus = done.map((d) => d.cpu_seconds).filter((x) => x !== null)
+  const walls = done.map((d) => d.wall_seconds).filter((x) => x !== null)
+  const wall = walls.length ? Math.max(...walls) : cfg.duration
+  const round = (x, digits = 3) => x === null ? null : Math.round(x * 10 ** digits) / 10 ** digits
+  const out = {
+    scenario: cfg.scenario,
+    config: cfg,
+    window_seconds: round(wall),
+    generator: {
+      workers: done.length,
+      cpu_seconds: round(cpus.reduce((a, b) => a + b, 0)),
+      // In cores: 1.0 is one core busy for the whole window.
+      cpu_cores: round(cpus.reduce((a, b) => a + b, 0) / wall),
+      busiest_worker_cpu: round(Math.max(...cpus, 0) / wall),
+      loop_delay_p99_ms: round(Math.max(...done.map((d) => d.loop_delay_p99_ms || 0))),
+      loop_delay_max_ms: round(Math.max(...done.map((d) => d.loop_delay_max_ms || 0)))
+    },
+    errors: errors.counts,
+    error_count: errors.total()
+  }
+  if (cfg.scenario === 'presence') {
+    const uuids = new Set()
+    let learned = 0
+    for (const d of done) {
+      for (const u of d.result.uuids) uuids.add(u)
+      learned += d.result.uuids_learned
+    }
+    const sendLag = hist('send_lag')
+    Object.assign(out, {
+      latency: hist('latency').summary(),
+      updates_sent: sum('updates_sent'),
+      updates_measured: sum('updates_measured'),
+      updates_lost: sum('updates_lost'),
+      snapshots: sum('snapshots'),
+      snapshots_per_second: round(sum('snapshots') / wall, 1),
+      bytes_per_second: Math.round(sum('bytes') / wall),
+      snapshots_total: sum('snapshots_total'),
+      snapshots_without_own_entry: sum('snapshots_without_own_entry'),
+      stale_snapshots: sum('stale_snapshots'),
+      disconnects: sum('disconnects'),
+      uuids_learned: learned,
+      uuids_distinct: uuids.size
+    })
+    out.generator.send_lag = sendLag.summary()
+  } else if (cfg.scenario === 'echo') {
+    Object.assign(out, {
+      rtt: hist('rtt').summary(),
+      messages: sum('messages'),
+      messages_per_second: round(sum('messages') / wall, 1),
+      bytes_per_second: Math.round(sum('bytes') / wall),
+      disconnects: sum('disconnects')
+    })
+  } else if (cfg.scenario === 'handshake') {
+    Object.assign(out, {
+      handshake_time: hist('times').summary(),
+      handshakes: sum('handshakes'),
+      handshakes_per_second: round(sum('handshakes') / wall, 1),
+      failed: sum('failed')
+    })
+  } else if (cfg.scenario === 'idle') {
+    Object.assign(out, {
+      still_open: sum('still_open'),
+      disconnects: sum('disconnects')
+    })
+  }
+  return out
+}
+
+if (process.argv[2] === '--worker') {
+  workerMain(forkedPort())
+} else {
+  coordinatorMain(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`loadgen: ${err.stack || err}\n`)
+      process.exit(2)
+    }
+  )
+}
