@@ -32,6 +32,7 @@ from collections.abc import Callable
 from wsproto.frame_protocol import FrameProtocol
 
 from .errors import MessageError, PolicyViolation, UnsupportedData
+from .gate import Gate
 from .messages import error_reply, parse_state
 from .presence import Presence
 from .ratelimit import RateLimiter
@@ -58,12 +59,15 @@ class PresenceApp:
     def __init__(
         self,
         call_at: Scheduler,
+        gate: Gate,
         broadcast_interval: float = 0.0,
         max_bad_messages: int = 10,
         rate_limit: float = 0.0,
         rate_burst: int = 1,
     ) -> None:
         self._call_at = call_at
+        #: The server's fan-out gate, held while sending (see writer.py).
+        self._gate = gate
         #: Messages a second a client may send on average (0: no limit) ...
         self.rate_limit = rate_limit
         #: ... and at once.
@@ -72,6 +76,8 @@ class PresenceApp:
         self.broadcast_interval = broadcast_interval
         self.max_bad_messages = max_bad_messages
         self._last_broadcast = -float("inf")
+        self._last_round_end = -float("inf")
+        self._last_round_time = 0.0
         self._broadcast_pending = False
         #: Numbers snapshots, so that a connection never takes an older one.
         self._version = 0
@@ -181,7 +187,13 @@ class PresenceApp:
         with self.lock:
             if self._broadcast_pending:
                 return None
-            due = self._last_broadcast + interval
+            # At most one snapshot per interval, and never more than half the
+            # time spent broadcasting: after a round that took d seconds, the
+            # readers get d seconds to take in the users' moves.
+            due = max(
+                self._last_broadcast + interval,
+                self._last_round_end + self._last_round_time,
+            )
             if due <= now:
                 self._last_broadcast = now
             else:
@@ -212,8 +224,12 @@ class PresenceApp:
         if not targets:
             return
         frame = frame_text(text)
-        for session in targets:
-            session.send_snapshot(version, frame, text)
+        with self._gate.priority():
+            started = time.monotonic()
+            for session in targets:
+                session.send_snapshot(version, frame, text)
+            self._last_round_end = time.monotonic()
+            self._last_round_time = self._last_round_end - started
 
 
 class EchoApp:

@@ -56,7 +56,9 @@ def parse_state(text: str) -> str:
     """The state a text message carries, as compact JSON text.
 
     Raises MessageError, saying what is wrong, unless the message is a JSON
-    object.
+    object. A message that is already compact (no whitespace at all, as
+    ``JSON.stringify`` writes it) is kept as it is, which is valid JSON once
+    it has parsed; any other is written out again compactly.
     """
     try:
         state = _decoder.decode(text)
@@ -65,13 +67,20 @@ def parse_state(text: str) -> str:
                 'message must be a JSON object such as {"x": 1, "y": 2},'
                 f" not {_json_type(state)}"
             )
-        return encode(state)
+        if _has_whitespace(text):
+            return encode(state)
+        return text
     except json.JSONDecodeError as exc:
         raise MessageError(f"message is not valid JSON: {exc}") from None
     except RecursionError:
         raise MessageError("message is not usable: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with too many digits
         raise MessageError(f"message is not usable: {exc}") from None
+
+
+def _has_whitespace(text: str) -> bool:
+    # JSON's whitespace: space, tab, newline, carriage return (RFC 8259).
+    return " " in text or "\n" in text or "\t" in text or "\r" in text
 
 
 def _json_type(value: object) -> str:

@@ -35,18 +35,13 @@ class User:
     entry: str = ""
 
     def __post_init__(self) -> None:
-        self._encode_entry()
+        self._prefix = f'"{self.uuid}":{{"username":{encode(self.username)},"state":'
+        self.set_state(self.state)
 
     def set_state(self, state: str) -> None:
         self.state = state
-        self._encode_entry()
-
-    def _encode_entry(self) -> None:
         # One assignment: a snapshot sees the old entry or the new one.
-        self.entry = (
-            f'"{self.uuid}":{{"username":{encode(self.username)},'
-            f'"state":{self.state}}}'
-        )
+        self.entry = self._prefix + state + "}"
 
 
 class Presence:

@@ -58,6 +58,7 @@ class WebSocketServer(ThreadingHTTPServer):
         self.writer = Writer(self.options.send_timeout)
         self.presence = PresenceApp(
             self.writer.call_at,
+            self.writer.gate,
             self.options.broadcast_interval / 1000,
             self.options.max_bad_messages,
             self.options.rate_limit,

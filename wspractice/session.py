@@ -213,9 +213,10 @@ class Session:
             self._finish()
 
     def _read_loop(self) -> None:
-        self._handle_events()  # Frames that came with the handshake.
+        with self.writer.gate:
+            self._handle_events()  # Frames that came with the handshake.
         size = IDLE_RECV_SIZE
-        while self.ws.state is not ConnectionState.CLOSED:
+        while self.ws.state is not ConnectionState.CLOSED and not self._aborted:
             try:
                 data = self.sock.recv(size)
                 size = RECV_SIZE if len(data) == size else IDLE_RECV_SIZE
@@ -225,13 +226,14 @@ class Session:
             self.last_received = time.monotonic()
             eof = not data
             if self.tls is not None:
-                with self.guard:
+                with self.writer.gate, self.guard:
                     data = self.tls.feed(data)
                     eof = eof or self.tls.closed
                     self._write_sealed(self.tls.outgoing())
             if self.tracer is not None and (data or eof):
                 self.tracer.received(data)
-            self._feed(data, eof)
+            with self.writer.gate:
+                self._feed(data, eof)
             self._wait_for_room()
 
     def _feed(self, data: bytes, eof: bool) -> None:
@@ -269,6 +271,8 @@ class Session:
             self._handle_event(event)
 
     def _handle_event(self, event: Event) -> None:
+        if self._aborted:
+            return  # Dropped: nothing the client sends counts any more.
         if isinstance(event, Message):
             try:
                 self._handle_data(event)
@@ -404,6 +408,14 @@ class Session:
         """
         if version <= self.snapshot_version:
             return
+        if self.lock.acquire(blocking=False):  # The common case: send it now.
+            try:
+                self._offer_snapshot(version, frame, text)
+            finally:
+                self.lock.release()
+            if self._mailbox is not None or self._flush_wanted:
+                self.run_deferred()
+            return
         with self._mailbox_lock:
             if self._mailbox is None or self._mailbox[0] < version:
                 self._mailbox = (version, frame, text)
@@ -426,9 +438,11 @@ class Session:
         if self._busy():
             self._snapshot = (frame, text)
             return
+        if self._aborted or self._finished or self._write_failed:
+            return
         if self.compressed:
             frame = self.ws.send(TextMessage(data=text))
-        self._write(frame)
+        self._send_now(self._seal(frame))  # _write, minus checks made above.
 
     def run_deferred(self) -> None:
         """Do the work other threads left, unless another thread holds the lock.

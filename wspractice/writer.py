@@ -8,9 +8,6 @@ drops one whose closing handshake has run past its deadline.
 
 It is also the server's clock: :meth:`Writer.call_at` runs a callback at a
 given time (keepalive pings use it), so no connection needs a timer thread.
-
-Only this thread touches the selector and the timers; other threads hand it
-work through a queue and wake it with a byte on a socket pair.
 """
 
 from __future__ import annotations
@@ -25,6 +22,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from .gate import Gate
 
 if TYPE_CHECKING:
     from .session import Session
@@ -58,6 +57,8 @@ class Writer(threading.Thread):
         self._fds: dict[Session, int] = {}
         self._deadlines: set[Session] = set()
         self._stopping = False
+        #: The fan-out gate (see :mod:`wspractice.gate`).
+        self.gate = Gate()
 
     # ------------------------------------------------ called from any thread
 
@@ -108,17 +109,19 @@ class Writer(threading.Thread):
             if self._timers and self._timers[0][0] < wake_at:
                 wake_at = self._timers[0][0]
             timeout = max(0.0, wake_at - time.monotonic())
-            for key, _ in self._selector.select(timeout):
-                if key.data is None:
-                    self._drain_wakeups()
-                else:
-                    self._flush(key.fd, key.data)
-            self._run_commands()
-            now = time.monotonic()
-            self._run_timers(now)
-            if now >= next_tick:
-                self._check_deadlines(now)
-                next_tick = now + TICK
+            ready = self._selector.select(timeout)
+            with self.gate.priority():
+                for key, _ in ready:
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        self._flush(key.fd, key.data)
+                self._run_commands()
+                now = time.monotonic()
+                self._run_timers(now)
+                if now >= next_tick:
+                    self._check_deadlines(now)
+                    next_tick = now + TICK
 
     def _drain_wakeups(self) -> None:
         try:
@@ -192,3 +195,4 @@ class Writer(threading.Thread):
             if deadline is not None and now > deadline:
                 self._deadlines.discard(session)
                 session.abort("the client did not finish the closing handshake")
+
