@@ -122,7 +122,8 @@ class Server:
         if not match:
             self.proc.kill()
             _, err = self.proc.communicate()
-            raise SystemExit(f"the server did not start: {line!r}\n{err}")
+            log(f"the server did not start: {line!r}\n{err}")
+            raise SystemExit(2)
         self.port = int(match.group(1))
         self.levels: Counter[str] = Counter()
         self.errors: list[str] = []
@@ -151,6 +152,12 @@ class Server:
             fds=len(os.listdir(f"/proc/{pid}/fd")),
             rss=int(fields["VmRSS"].split()[0]) / 1024,
         )
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss(self) -> float:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -576,12 +583,15 @@ class Soak:
             self.done(client)
 
     async def flood(self) -> str:
+        """Far more messages than --rate-burst, in one write: a flood that
+        stays over --rate-limit however slowly this script runs."""
         client = await self.raw()
         try:
             await client.handshake(f"/?username={self.name()}")
-            burst = int(self.options.rate_burst * 2.5) + 10
-            for i in range(burst):
-                await client.send(frame(OP_TEXT, b'{"flood": %d}' % i))
+            count = max(2000, 4 * self.options.rate_burst)
+            await client.send(
+                b"".join(frame(OP_TEXT, b'{"flood": %d}' % i) for i in range(count))
+            )
             return await asyncio.wait_for(client.until_close(), 30)
         except asyncio.TimeoutError:
             return "no close (rate limit off?)"
@@ -717,11 +727,13 @@ async def soak(args: argparse.Namespace, server: Server, options: Any) -> int:
     walker_tasks = [asyncio.create_task(w.run(url)) for w in walkers]
     while not all(len(w.seen) == len(walkers) for w in walkers):
         if time.monotonic() - started > 60:
-            raise SystemExit("the walkers did not all see each other within 60 s")
+            log("the walkers did not all see each other within 60 s")
+            raise SystemExit(2)
         await asyncio.sleep(0.1)
     await asyncio.sleep(1)
     started_moving = started
     before = server.usage()
+    cpu_server, cpu_self = server.cpu_seconds(), time.process_time()
     log(f"baseline: {before}; hostile clients start for {args.duration:g} s")
 
     mix.stop_at = time.monotonic() + args.duration
@@ -752,6 +764,9 @@ async def soak(args: argparse.Namespace, server: Server, options: Any) -> int:
             )
     await hostile
     hostile_stopped = time.monotonic()
+    wall = hostile_stopped - (mix.stop_at - args.duration)
+    cpu_server = (server.cpu_seconds() - cpu_server) / wall
+    cpu_self = (time.process_time() - cpu_self) / wall
 
     # The walkers make one last move each; every walker must see all of them.
     for walker in walkers:
@@ -845,6 +860,10 @@ async def soak(args: argparse.Namespace, server: Server, options: Any) -> int:
     )
     print(f"settled in:     {settled:.1f} s after the last hostile client")
     print(
+        f"CPU during the run: server {cpu_server:.0%} of a core, this script"
+        f" {cpu_self:.0%} of a core (the machine has {os.cpu_count()})"
+    )
+    print(
         "server log:     "
         + ", ".join(f"{n} {lvl}" for lvl, n in sorted(server.levels.items()))
     )
@@ -930,6 +949,12 @@ def expected(kind: str, outcome: str) -> bool:
     return outcome in EXPECTED.get(kind, set())
 
 
+class HelpFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """The module's docstring as it is, and every option's default."""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     server_args: list[str] = []
@@ -937,10 +962,11 @@ def main(argv: list[str] | None = None) -> int:
         split = argv.index("--")
         argv, server_args = argv[:split], argv[split + 1 :]
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Arguments after -- go to the server (python -m wspractice --help)."
-        " Without them the server runs with: " + " ".join(SERVER_DEFAULTS),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="soak.py",
+        description=__doc__,
+        epilog="Arguments after -- go to the server (python -m wspractice --help);"
+        " without them it runs with: " + " ".join(SERVER_DEFAULTS),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--duration",
@@ -970,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         type=int,
         default=None,
-        help="seed of the hostile mix (default: random)",
+        help="seed of the hostile mix (None: a random one, printed in the report)",
     )
     parser.add_argument(
         "--progress", type=float, default=5, help="seconds between progress lines"
@@ -981,7 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="only these kinds of hostile client, comma-separated, from: "
         + ", ".join(Soak.KINDS)
-        + " (default: all, in a fixed mix)",
+        + " ([] means all, in a fixed mix)",
     )
     args = parser.parse_args(argv)
     unknown = set(args.kinds) - set(Soak.KINDS)
