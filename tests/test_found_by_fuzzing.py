@@ -9,19 +9,32 @@ and the matching entry in ``tests/known_bugs.py`` are removed together.
 from __future__ import annotations
 
 import json
+import socket
+import time
+import tracemalloc
+import zlib
 from http import HTTPStatus
 from typing import Any
 
 import pytest
 
+from wspractice.app import EchoApp
 from wspractice.errors import HandshakeError, MessageError
 from wspractice.handshake import Upgrade, accept, check_upgrade
 from wspractice.messages import parse_state
+from wspractice.session import Session
 
 from .clients import join, recv_json, recv_until, users_named
 from .conftest import TIMEOUT, RunningServer
 from .known_bugs import strict_json
-from .rawws import KEY, RawClient, upgrade_request
+from .rawws import (
+    KEY,
+    OP_BINARY,
+    RawClient,
+    close_frame,
+    frame,
+    upgrade_request,
+)
 
 HEADERS = [
     ("Host", "127.0.0.1:8000"),
@@ -141,3 +154,86 @@ def test_on_the_wire_one_clients_1e400_leaves_everyones_snapshots_valid_json(
                 strict_json(text)  # Today: ValueError, Infinity is not JSON.
                 if users_named(json.loads(text))["Bob"] == {"x": 1}:
                     break
+
+
+# ------------------------------------------------------------------ bug 5
+
+BUG_5 = (
+    "bug 5: with --compression, wsproto inflates whole compressed chunks and"
+    " goes on inflating the rest of the frame after the 1009: 64 KiB on the"
+    " wire cost ~64 MiB in the server, however small --max-message-size is"
+)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_5)
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(start_server: Any) -> None:
+    server = start_server(compression=True)  # --max-message-size 32768
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = deflate.compress(bytes(64 * 1024 * 1024)) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    bomb = bomb[:-4]  # RFC 7692: the sync flush's tail is left off.
+    assert len(bomb) < 65536
+    with RawClient(server.port) as client:
+        extra = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        response = client.handshake("/echo", extra=extra)
+        assert "permessage-deflate" in response.headers["sec-websocket-extensions"]
+        tracemalloc.start()
+        try:
+            client.send(frame(OP_BINARY, bomb, rsv=4))  # RSV1: compressed
+            code, reason = client.read_close()
+            client.send(close_frame(1000))
+            assert client.at_eof()  # The server is done with the frame.
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert code == 1009, reason
+    # Today: about 190 MiB, for one 64 KiB frame.
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB to refuse 64 KiB"
+
+
+# ------------------------------------------------------------------ bug 6
+
+BUG_6 = (
+    "bug 6: after abort() (send timeout, close timeout) the reader goes on"
+    " reading and handling the client's messages; a client that keeps sending"
+    " is never really dropped"
+)
+
+
+class Recorder(EchoApp):
+    """/echo that notes, for each message, whether its session was dropped."""
+
+    def __init__(self) -> None:
+        self.after_abort = 0
+        self.messages = 0
+
+    def handle_message(self, session: Session, message: str | bytes) -> None:
+        self.messages += 1
+        if session._aborted:
+            self.after_abort += 1
+        super().handle_message(session, message)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_6)
+def test_a_dropped_client_has_no_more_messages_handled(start_server: Any) -> None:
+    server = start_server(send_timeout=0.5)
+    recorder = server.server.echo = Recorder()
+    client = RawClient(server.port)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.handshake("/echo")
+    message = frame(OP_BINARY, b"m" * 16384)
+    # It never reads: echoes fill its buffers, the server stops reading,
+    # our data waits in the server's receive buffer, and the server drops
+    # us after send_timeout. Keep sending until the connection breaks.
+    client.sock.settimeout(3 * TIMEOUT)
+    try:
+        while True:
+            client.send(message * 4)
+    except OSError:
+        pass
+    client.close()
+    deadline = time.monotonic() + 3 * TIMEOUT
+    while server.server.sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert recorder.messages > 0
+    # Today: hundreds of messages, read and echoed after the drop.
+    assert recorder.after_abort == 0
