@@ -1,9 +1,11 @@
-"""Bugs the fuzzers found, each shown with one exact input.
+"""Bugs the fuzzers (1 to 4) and the probes of the limits (5, 6) found,
+each shown with one exact input. docs/reliability.md describes them.
 
 Each test states the behaviour the server should have and is marked
 ``xfail(strict=True)`` with the exception it raises today, so the suite stays
 green until the core is fixed and then fails loudly (XPASS) so that the mark
-and the matching entry in ``tests/known_bugs.py`` are removed together.
+and the matching entry in ``tests/known_bugs.py`` (bugs 1 to 4) are removed
+together.
 """
 
 from __future__ import annotations
