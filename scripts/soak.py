@@ -17,9 +17,9 @@ the arguments after ``--``), then for ``--duration`` seconds:
   normal presence and echo sessions, abrupt resets (SO_LINGER 0), half-open
   ones (handshake, then silence), stalled readers (a tiny SO_RCVBUF, never
   read), oversize messages, garbage instead of HTTP, garbage frames, bad
-  JSON, binary messages, invalid UTF-8, message floods, refused handshakes
-  and slowloris heads. Each records what it saw: a close code, an HTTP
-  status, a reset.
+  JSON, deeply nested JSON, binary messages, invalid UTF-8, message floods,
+  refused handshakes and slowloris heads. Each records what it saw: a close
+  code, an HTTP status, a reset.
 
 Then it closes its hostile connections, waits for the server to settle and
 compares the server's threads, file descriptors and RSS (from /proc/PID)
@@ -605,7 +605,10 @@ class Soak:
         client = await self.raw()
         try:
             await client.handshake(f"/?username={self.name()}")
-            depth = self.rng.choice([400, 5000])
+            # Accepted (400 deep) or refused as too deep (5000), but never
+            # over --max-message-size: that is another kind's test.
+            fits = (self.options.max_message_size - 10) // 6
+            depth = min(self.rng.choice([400, 5000]), fits)
             text = '{"a":' * depth + "1" + "}" * depth
             await client.send(frame(OP_TEXT, text.encode()))
             await client.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
