@@ -195,4 +195,3 @@ class Writer(threading.Thread):
             if deadline is not None and now > deadline:
                 self._deadlines.discard(session)
                 session.abort("the client did not finish the closing handshake")
-
