@@ -66,7 +66,7 @@ class PresenceApp:
         rate_burst: int = 1,
     ) -> None:
         self._call_at = call_at
-        #: The server's fan-out gate, held while sending (see writer.py).
+        #: The server's fan-out gate (see :mod:`wspractice.gate`).
         self._gate = gate
         #: Messages a second a client may send on average (0: no limit) ...
         self.rate_limit = rate_limit
@@ -77,7 +77,10 @@ class PresenceApp:
         self.max_bad_messages = max_bad_messages
         self._last_broadcast = -float("inf")
         self._last_round_end = -float("inf")
-        self._last_round_time = 0.0
+        #: Pause after a round before the next one (see _pace).
+        self._round_gap = 0.0
+        self._paced_at = time.monotonic()
+        self._paced_reader_time = 0.0
         self._broadcast_pending = False
         #: Numbers snapshots, so that a connection never takes an older one.
         self._version = 0
@@ -166,46 +169,38 @@ class PresenceApp:
         """The users map changed: broadcast now, or once the interval is over."""
         interval = self.broadcast_interval
         if interval <= 0:
-            self.broadcast()
+            self.broadcast()  # The tutorial's way, in this reader's thread.
             return
         if self._broadcast_pending:
             # The coming broadcast will carry this change too: it clears the
             # flag before it builds the snapshot. (Read without the lock, the
             # hot path of a busy room.)
             return
-        now = time.monotonic()
-        due = self._claim_broadcast(now, interval)
-        if due is None:
-            return
-        if due <= now:
-            self.broadcast()
-        else:
+        due = self._claim_broadcast(interval)
+        if due is not None:
             self._call_at(due, self._broadcast_due)
 
-    def _claim_broadcast(self, now: float, interval: float) -> float | None:
-        """When the next broadcast is due, or None if one is already coming."""
+    def _claim_broadcast(self, interval: float) -> float | None:
+        """When the next broadcast is due; None if one is already coming."""
         with self.lock:
             if self._broadcast_pending:
                 return None
-            # At most one snapshot per interval, and never more than half the
-            # time spent broadcasting: after a round that took d seconds, the
-            # readers get d seconds to take in the users' moves.
-            due = max(
+            self._broadcast_pending = True
+            # At most one snapshot per interval, and after a round, a pause
+            # that leaves the readers the share of time they need to take in
+            # the users' moves (see _round_gap).
+            return max(
                 self._last_broadcast + interval,
-                self._last_round_end + self._last_round_time,
+                self._last_round_end + self._round_gap,
             )
-            if due <= now:
-                self._last_broadcast = now
-            else:
-                self._broadcast_pending = True
-            return due
 
     def _broadcast_due(self, now: float) -> None:
-        """The coalesced broadcast (runs in the writer thread)."""
+        """The coalesced broadcast, in the writer thread, with the gate to itself."""
         with self.lock:
             self._broadcast_pending = False
             self._last_broadcast = now
-        self.broadcast(only_if_changed=True)
+        with self._gate.exclusive():
+            self.broadcast(only_if_changed=True)
 
     def broadcast(self, only_if_changed: bool = False) -> None:
         """Send the whole users map to every connection.
@@ -224,12 +219,30 @@ class PresenceApp:
         if not targets:
             return
         frame = frame_text(text)
-        with self._gate.priority():
-            started = time.monotonic()
-            for session in targets:
-                session.send_snapshot(version, frame, text)
-            self._last_round_end = time.monotonic()
-            self._last_round_time = self._last_round_end - started
+        started = time.monotonic()
+        for session in targets:
+            session.send_snapshot(version, frame, text)
+        self._last_round_end = time.monotonic()
+        self._pace(self._last_round_end - started)
+
+    def _pace(self, round_time: float) -> None:
+        """Set the pause before the next round from how busy the readers are.
+
+        A round makes one system call per connection, all with the gate to
+        itself; readers need the rest of the time to take in the users'
+        moves. If readers were busy a fraction ``r`` of the time since the
+        last round, broadcasting may take ``1 - r`` of it, less a margin,
+        and never less than a tenth: in a quiet room snapshots follow each
+        other closely, in a busy one they come less often but carry more.
+        """
+        now = time.monotonic()
+        reader_time = self._gate.reader_time
+        elapsed = now - self._paced_at
+        if elapsed > 0:
+            busy = min(1.0, (reader_time - self._paced_reader_time) / elapsed)
+            share = max(0.1, 0.9 - busy)  # of the time, for broadcasting
+            self._round_gap = round_time * (1 - share) / share
+        self._paced_at, self._paced_reader_time = now, reader_time
 
 
 class EchoApp:

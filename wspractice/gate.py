@@ -1,50 +1,55 @@
-"""The fan-out gate: one thread at a time runs the server's connection code.
+"""The fan-out gate: one thread at a time runs connection code.
 
-The interpreter runs one thread's Python at a time anyway, but it hands its
-lock over at every system call. A broadcast makes one call per connection;
-among hundreds of busy reader threads, it then waits for its turn after each
-one. Measured here, a round to 300 connections took six seconds of waiting
-for 26 ms of work, and the readers that took its turns fell behind anyway.
+The interpreter runs one thread's Python at a time anyway, and hands its lock
+over at every system call. That goes badly with hundreds of threads:
 
-So every thread holds the gate while it runs code for connections: a reader
-while it handles what it read, a broadcast for its whole round, the writer
-thread while it flushes sockets and runs timers. A broadcast round then runs
-at the speed of its system calls. Readers that have data wait at the gate,
-which costs them nothing they would not have waited for the interpreter.
+- A broadcast round makes one system call per connection, and among busy
+  reader threads it waits for its turn after each one. Measured here, a
+  round to 300 connections took six seconds of waiting for 26 ms of work.
+- Threads waiting for the interpreter lock wake every few milliseconds to
+  ask for it. Ninety of them waiting at once kept a whole core busy doing
+  nothing but that, measured with ``perf``.
 
-The gate prefers the broadcast: a thread that enters with ``priority=True``
-(the writer thread, a broadcast) goes ahead of readers that are waiting, so
-snapshots never queue behind a crowd of readers. It is reentrant: a reader
-that triggers a broadcast already holds it.
+So a thread holds the gate while it runs code for connections: a reader while
+it handles what it read, the writer thread while it broadcasts a snapshot or
+flushes sockets. Others wait at the gate, asleep, not at the interpreter
+lock. The writer thread goes first: a reader lets it in between two messages,
+and readers that arrive meanwhile wait until its round is over.
+
+Rule: only the writer thread calls :meth:`Gate.exclusive` (and may nest it);
+readers use ``with gate:`` and :meth:`Gate.pause`, and never nest them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from types import TracebackType
 
 
 class Gate:
-    """A reentrant lock that lets priority holders go before the others."""
+    """A lock for readers that lets the writer thread go first."""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
-        #: Clear while a priority holder waits or holds the gate.
-        self._open = threading.Event()
-        self._open.set()
-        self._priority = 0
-        self._count_lock = threading.Lock()
-        self._held = threading.local()
+        self._lock = threading.Lock()
+        #: Held by the writer thread while it waits for or holds the gate;
+        #: readers that see it wanted wait on it, and pass it on when it is
+        #: released.
+        self._turnstile = threading.Lock()
+        self._wanted = False
+        self._depth = 0
+        #: Seconds readers have held the gate, in all: how busy they are.
+        self.reader_time = 0.0
+        self._entered = 0.0
+
+    # ------------------------------------------------------------ readers
 
     def __enter__(self) -> None:
-        # A reader lets a waiting broadcast go first. (Checked without a
-        # lock: a reader that slips in just before only delays it by one
-        # reader's turn.) A thread that already holds the gate goes on.
-        depth = getattr(self._held, "depth", 0)
-        if self._priority and not depth:
-            self._open.wait()
+        if self._wanted:
+            self._turnstile.acquire()
+            self._turnstile.release()
         self._lock.acquire()
-        self._held.depth = depth + 1
+        self._entered = time.monotonic()
 
     def __exit__(
         self,
@@ -52,37 +57,50 @@ class Gate:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._held.depth -= 1
+        self.reader_time += time.monotonic() - self._entered
         self._lock.release()
 
-    def priority(self) -> _Priority:
-        """``with gate.priority():`` enters ahead of waiting readers."""
-        return _Priority(self)
+    def pause(self) -> None:
+        """Let the writer thread in, if it waits (a reader, between messages).
 
-    def _enter_priority(self) -> None:
-        with self._count_lock:
-            self._priority += 1
-            self._open.clear()
+        A reader that is behind may have read thousands of messages at once;
+        it steps out between two of them rather than keep a broadcast waiting.
+        """
+        if self._wanted:
+            self.__exit__(None, None, None)
+            self.__enter__()
+
+    # ------------------------------------------------------------ the writer
+
+    def exclusive(self) -> _Exclusive:
+        """``with gate.exclusive():`` runs ahead of every waiting reader."""
+        return _Exclusive(self)
+
+    def _acquire_first(self) -> None:
+        self._depth += 1
+        if self._depth > 1:
+            return  # The writer thread holds it already.
+        self._turnstile.acquire()
+        self._wanted = True
         self._lock.acquire()
-        self._held.depth = getattr(self._held, "depth", 0) + 1
 
-    def _exit_priority(self) -> None:
-        self._held.depth -= 1
+    def _release_first(self) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        self._wanted = False
         self._lock.release()
-        with self._count_lock:
-            self._priority -= 1
-            if not self._priority:
-                self._open.set()
+        self._turnstile.release()
 
 
-class _Priority:
+class _Exclusive:
     __slots__ = ("_gate",)
 
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
 
     def __enter__(self) -> None:
-        self._gate._enter_priority()
+        self._gate._acquire_first()
 
     def __exit__(self, *exc_info: object) -> None:
-        self._gate._exit_priority()
+        self._gate._release_first()

@@ -136,6 +136,8 @@ class Session:
         self.tls = tls
         #: Bytes of compressed input fed to wsproto at a time (see _feed).
         self._inflate_step = max(1024, options.max_message_size // 1024)
+        self._max_size = options.max_message_size
+        self._max_fragments = options.max_fragments
         #: The presence app's message budget, if it limits the rate.
         self.rate_limiter: RateLimiter | None = None
         #: Bad messages in a row; endpoints may use it to end a connection.
@@ -243,18 +245,25 @@ class Session:
         go, and deflate turns a kilobyte into up to a megabyte. Feeding small
         slices lets the size limit stop a decompression bomb after about one
         slice's worth instead of a whole read's.
+
+        This is the hottest path of the server, run for every message of
+        every user, so it takes the connection's lock directly and runs the
+        work other threads left (see :class:`_Guard`) once, at the end.
         """
+        ws, lock = self.ws, self.lock
         step = self._inflate_step if self.compressed else len(data)
         for start in range(0, len(data), step or 1):
-            if self.ws.state is ConnectionState.CLOSED:
-                return
-            with self.guard:
-                self.ws.receive_data(data[start : start + step])
+            if ws.state is ConnectionState.CLOSED:
+                break
+            with lock:
+                ws.receive_data(data[start : start + step])
             self._handle_events()
-        if eof and self.ws.state is not ConnectionState.CLOSED:
-            with self.guard:
-                self.ws.receive_data(None)
+        if eof and ws.state is not ConnectionState.CLOSED:
+            with lock:
+                ws.receive_data(None)
             self._handle_events()
+        if self._mailbox is not None or self._flush_wanted:
+            self.run_deferred()
 
     def _handle_events(self) -> None:
         """Handle each event as wsproto parses it.
@@ -263,24 +272,23 @@ class Session:
         to a close frame that came in the same read.
         """
         events = self.ws.events()
+        lock, pause = self.lock, self.writer.gate.pause
         while True:
-            with self.guard:
+            with lock:
                 event = next(events, None)
             if event is None:
                 return
-            self._handle_event(event)
+            if isinstance(event, Message):
+                self._handle_message_event(event)
+            else:
+                self._handle_event(event)
+            pause()  # A broadcast waiting goes first.
 
     def _handle_event(self, event: Event) -> None:
         if self._aborted:
             return  # Dropped: nothing the client sends counts any more.
         if isinstance(event, Message):
-            try:
-                self._handle_data(event)
-            except CloseError as exc:
-                self.close(exc.code, exc.reason)
-            except Exception:
-                logger.exception("%r: error while handling a message", self)
-                self.close(CloseReason.INTERNAL_ERROR, "internal server error")
+            self._handle_message_event(event)
         elif isinstance(event, Ping):
             self.send_event(event.response())
         elif isinstance(event, Pong):
@@ -288,6 +296,17 @@ class Session:
                 self._ping_payload = None
         elif isinstance(event, CloseConnection):
             self._handle_close_frame(event)
+
+    def _handle_message_event(self, event: Message[Any]) -> None:
+        if self._aborted:
+            return  # Dropped: nothing the client sends counts any more.
+        try:
+            self._handle_data(event)
+        except CloseError as exc:
+            self.close(exc.code, exc.reason)
+        except Exception:
+            logger.exception("%r: error while handling a message", self)
+            self.close(CloseReason.INTERNAL_ERROR, "internal server error")
 
     def _handle_data(self, event: Message[Any]) -> None:
         if self.close_deadline is not None:
@@ -297,17 +316,15 @@ class Session:
             self._message_size += len(data.encode("utf-8", "surrogatepass"))
         else:
             self._message_size += len(data)
-        limit = self.options.max_message_size
-        if self._message_size > limit:
+        if self._message_size > self._max_size:
             self._message.clear()
-            raise MessageTooBig(f"message is larger than {limit} bytes")
+            raise MessageTooBig(f"message is larger than {self._max_size} bytes")
         if event.frame_finished:
             self._message_frames += 1
-            if self._message_frames > self.options.max_fragments:
+            if self._message_frames > self._max_fragments:
                 self._message.clear()
                 raise PolicyViolation(
-                    "message split into more than"
-                    f" {self.options.max_fragments} fragments"
+                    f"message split into more than {self._max_fragments} fragments"
                 )
         if not event.message_finished:
             self._message.append(data)

@@ -110,18 +110,22 @@ class Writer(threading.Thread):
                 wake_at = self._timers[0][0]
             timeout = max(0.0, wake_at - time.monotonic())
             ready = self._selector.select(timeout)
-            with self.gate.priority():
-                for key, _ in ready:
-                    if key.data is None:
-                        self._drain_wakeups()
-                    else:
+            writable = []
+            for key, _ in ready:
+                if key.data is None:
+                    self._drain_wakeups()
+                else:
+                    writable.append(key)
+            if writable:
+                with self.gate.exclusive():
+                    for key in writable:
                         self._flush(key.fd, key.data)
-                self._run_commands()
-                now = time.monotonic()
-                self._run_timers(now)
-                if now >= next_tick:
-                    self._check_deadlines(now)
-                    next_tick = now + TICK
+            self._run_commands()
+            now = time.monotonic()
+            self._run_timers(now)
+            if now >= next_tick:
+                self._check_deadlines(now)
+                next_tick = now + TICK
 
     def _drain_wakeups(self) -> None:
         try:
