@@ -72,6 +72,26 @@ def test_a_change_after_a_quiet_interval_goes_out_at_once(start_server: Any) -> 
             assert time.monotonic() - started > 0.8
 
 
+def test_the_bandwidth_cap_spaces_rounds_by_their_size(start_server: Any) -> None:
+    # A round to Alex and Bob sends two ~130-byte frames; at 500 bytes a
+    # second the next round may follow only about half a second later.
+    server = start_server(broadcast_interval=1, broadcast_bandwidth=0.0005)
+    with join(server.url("/?username=Alex")) as alex, join(
+        server.url("/?username=Bob")
+    ) as bob:
+        recv_until(bob, lambda s: len(s) == 2)
+        for i in range(20):
+            alex.send(json.dumps({"x": i}))
+            time.sleep(0.025)
+        snapshots = [recv_json(bob)]
+        while users_named(snapshots[-1])["Alex"] != {"x": 19}:
+            snapshots.append(recv_json(bob))
+        # 20 moves in half a second: an uncapped 1 ms interval would send a
+        # snapshot for nearly each; the cap lets through only a few, and the
+        # last one still carries the latest state.
+        assert len(snapshots) <= 4
+
+
 def test_interval_zero_sends_one_snapshot_per_message(start_server: Any) -> None:
     server = start_server(broadcast_interval=0)
     with join(server.url("/?username=Alex")) as alex:

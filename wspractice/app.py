@@ -56,6 +56,8 @@ def frame_text(text: str) -> bytes:
 class PresenceApp:
     """Who is connected and where their cursor is, shared with everyone."""
 
+    uses_gate = True
+
     def __init__(
         self,
         call_at: Scheduler,
@@ -64,6 +66,7 @@ class PresenceApp:
         max_bad_messages: int = 10,
         rate_limit: float = 0.0,
         rate_burst: int = 1,
+        broadcast_bandwidth: float = 0.0,
     ) -> None:
         self._call_at = call_at
         #: The server's fan-out gate (see :mod:`wspractice.gate`).
@@ -74,11 +77,15 @@ class PresenceApp:
         self.rate_burst = rate_burst
         #: Seconds between coalesced broadcasts; 0 broadcasts every change.
         self.broadcast_interval = broadcast_interval
+        #: Snapshot bytes a second that coalesced rounds may hand to the
+        #: kernel, all connections together (0: no cap). See _claim_broadcast.
+        self.broadcast_bandwidth = broadcast_bandwidth
         self.max_bad_messages = max_bad_messages
         self._last_broadcast = -float("inf")
         self._last_round_end = -float("inf")
         #: Pause after a round before the next one (see _pace).
         self._round_gap = 0.0
+        self._last_round_bytes = 0
         self._paced_at = time.monotonic()
         self._paced_reader_time = 0.0
         self._broadcast_pending = False
@@ -186,11 +193,19 @@ class PresenceApp:
             if self._broadcast_pending:
                 return None
             self._broadcast_pending = True
-            # At most one snapshot per interval, and after a round, a pause
-            # that leaves the readers the share of time they need to take in
-            # the users' moves (see _round_gap).
+            # At most one snapshot per interval; no faster than the bandwidth
+            # cap allows for the bytes the last round sent (1,000 users
+            # joining at once would otherwise cost N² bytes per join, and
+            # O(N³) in all); and after a round, a pause that leaves the
+            # readers the share of time they need to take in the users'
+            # moves (see _pace).
+            spacing = interval
+            if self.broadcast_bandwidth > 0:
+                spacing = max(
+                    interval, self._last_round_bytes / self.broadcast_bandwidth
+                )
             return max(
-                self._last_broadcast + interval,
+                self._last_broadcast + spacing,
                 self._last_round_end + self._round_gap,
             )
 
@@ -223,9 +238,9 @@ class PresenceApp:
         for session in targets:
             session.send_snapshot(version, frame, text)
         self._last_round_end = time.monotonic()
-        self._pace(self._last_round_end - started)
+        self._pace(self._last_round_end - started, len(frame) * len(targets))
 
-    def _pace(self, round_time: float) -> None:
+    def _pace(self, round_time: float, round_bytes: int) -> None:
         """Set the pause before the next round from how busy the readers are.
 
         A round makes one system call per connection, all with the gate to
@@ -234,7 +249,9 @@ class PresenceApp:
         last round, broadcasting may take ``1 - r`` of it, less a margin,
         and never less than a tenth: in a quiet room snapshots follow each
         other closely, in a busy one they come less often but carry more.
+        The round's size counts against ``broadcast_bandwidth``.
         """
+        self._last_round_bytes = round_bytes
         now = time.monotonic()
         reader_time = self._gate.reader_time
         elapsed = now - self._paced_at
@@ -247,6 +264,8 @@ class PresenceApp:
 
 class EchoApp:
     """``/echo``: every text or binary message comes back unchanged."""
+
+    uses_gate = False
 
     def handle_connection(self, session: Session) -> None:
         logger.debug("%r: echo connection opened", session)

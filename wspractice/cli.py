@@ -189,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
         " tutorial does",
     )
     app.add_argument(
+        "--broadcast-bandwidth",
+        type=non_negative_float,
+        metavar="MBPS",
+        default=defaults.broadcast_bandwidth,
+        help="coalesced snapshots send at most MBPS megabytes a second, all"
+        " connections together, so that big rooms joining at once still take"
+        " in their users' messages (0: no cap)",
+    )
+    app.add_argument(
         "--max-bad-messages",
         type=non_negative_int,
         metavar="N",
@@ -249,6 +258,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         close_timeout=args.close_timeout,
         send_timeout=args.send_timeout,
         broadcast_interval=args.broadcast_interval,
+        broadcast_bandwidth=args.broadcast_bandwidth,
         max_bad_messages=args.max_bad_messages,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,

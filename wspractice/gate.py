@@ -104,3 +104,21 @@ class _Exclusive:
 
     def __exit__(self, *exc_info: object) -> None:
         self._gate._release_first()
+
+
+class NoGate:
+    """What a reader uses instead of the gate when it never broadcasts."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def pause(self) -> None:
+        pass
+
+
+NO_GATE = NoGate()

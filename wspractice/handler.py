@@ -11,7 +11,6 @@ Everything else is plain HTTP.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import socket
@@ -62,43 +61,43 @@ class _HeadReader:
 class _HeadDeadline:
     """The deadline for the request head being read on one connection.
 
-    The writer thread's timer holds this small object, not the handler, so a
-    finished connection is freed at once.
+    The writer thread checks it on its tick while it is armed (see
+    :meth:`Writer.watch_deadline_of`) and forgets it once it is cancelled, so
+    nothing of the connection is kept after its head has arrived.
     """
 
-    __slots__ = ("_sock", "_peer", "number", "_armed", "_timeout")
+    __slots__ = ("_sock", "_peer", "number", "deadline", "_timeout", "__weakref__")
 
     def __init__(self, sock: socket.socket, peer: object) -> None:
         self._sock = sock
         self._peer = peer
         #: How many heads have been awaited on this connection.
         self.number = 0
-        self._armed = 0
+        #: Monotonic time by which the head must be in; None when not armed.
+        self.deadline: float | None = None
         self._timeout = 0.0
 
-    def arm(self, timeout: float) -> int:
-        """Start waiting for the next head; returns its number."""
+    def arm(self, timeout: float) -> None:
+        """Start waiting for the next head."""
         self.number += 1
-        self._armed = self.number
         self._timeout = timeout
-        return self.number
+        self.deadline = time.monotonic() + timeout
 
     def cancel(self) -> None:
-        self._armed = 0
+        self.deadline = None
 
-    def expire(self, number: int, now: float) -> None:
-        """The timer for head ``number`` ran out (writer thread)."""
-        if self._armed == number:
-            self._armed = 0
-            logger.info(
-                "%s: no complete request within %g s; dropping it",
-                self._peer,
-                self._timeout,
-            )
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def expire(self) -> None:
+        """The deadline passed (writer thread): drop the connection."""
+        self.deadline = None
+        logger.info(
+            "%s: no complete request within %g s; dropping it",
+            self._peer,
+            self._timeout,
+        )
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -150,12 +149,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         A socket timeout alone would let a client send a byte every few
         seconds forever; this is a deadline for the whole head.
         """
-        timeout = self.server.options.handshake_timeout
-        number = self._head_deadline.arm(timeout)
-        self.server.writer.call_at(
-            time.monotonic() + timeout,
-            functools.partial(self._head_deadline.expire, number),
-        )
+        self._head_deadline.arm(self.server.options.handshake_timeout)
+        self.server.writer.watch_deadline_of(self._head_deadline)
 
     def parse_request(self) -> bool:
         """http.server's parsing, with a cap on the size of the whole head."""

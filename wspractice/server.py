@@ -63,6 +63,7 @@ class WebSocketServer(ThreadingHTTPServer):
             self.options.max_bad_messages,
             self.options.rate_limit,
             self.options.rate_burst,
+            self.options.broadcast_bandwidth * 1e6,
         )
         self.echo = EchoApp()
         #: TLS for wss:// and https://, when a certificate is configured.

@@ -39,6 +39,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 
 from .errors import CloseError, MessageTooBig, PolicyViolation
+from .gate import NO_GATE, Gate, NoGate
 from .trace import take as take_tracer
 
 if TYPE_CHECKING:
@@ -74,6 +75,10 @@ class Endpoint(Protocol):
     ``connection.on("message")`` and ``connection.on("close")``.
     """
 
+    #: Whether the endpoint broadcasts, so its readers take turns with the
+    #: broadcast rounds at the fan-out gate.
+    uses_gate: bool
+
     def handle_connection(self, session: Session) -> None: ...
 
     def handle_message(self, session: Session, message: str | bytes) -> None: ...
@@ -108,6 +113,52 @@ class _Guard:
 class Session:
     """A WebSocket connection after the handshake."""
 
+    # Thousands of these may be alive at once: slots instead of a __dict__
+    # save about 1.5 KiB each.
+    __slots__ = (
+        "id",
+        "sock",
+        "ws",
+        "endpoint",
+        "options",
+        "writer",
+        "peer",
+        "username",
+        "compressed",
+        "tls",
+        "rate_limiter",
+        "bad_messages",
+        "lock",
+        "guard",
+        "snapshot_version",
+        "stalled_since",
+        "close_deadline",
+        "last_received",
+        "tracer",
+        "_inflate_step",
+        "_max_size",
+        "_max_fragments",
+        "_mailbox",
+        "_mailbox_lock",
+        "_flush_wanted",
+        "_drained",
+        "_current",
+        "_queue",
+        "_sealed",
+        "_queued_bytes",
+        "_snapshot",
+        "_aborted",
+        "_finished",
+        "_write_failed",
+        "_message",
+        "_message_size",
+        "_message_frames",
+        "_ping_payload",
+        "_gate",
+        "_ping_sent_at",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
@@ -137,6 +188,9 @@ class Session:
         #: Bytes of compressed input fed to wsproto at a time (see _feed).
         self._inflate_step = max(1024, options.max_message_size // 1024)
         self._max_size = options.max_message_size
+        #: The fan-out gate, for endpoints that broadcast (see gate.py); the
+        #: others need no turn-taking with broadcast rounds.
+        self._gate: Gate | NoGate = writer.gate if endpoint.uses_gate else NO_GATE
         self._max_fragments = options.max_fragments
         #: The presence app's message budget, if it limits the rate.
         self.rate_limiter: RateLimiter | None = None
@@ -215,7 +269,7 @@ class Session:
             self._finish()
 
     def _read_loop(self) -> None:
-        with self.writer.gate:
+        with self._gate:
             self._handle_events()  # Frames that came with the handshake.
         size = IDLE_RECV_SIZE
         while self.ws.state is not ConnectionState.CLOSED and not self._aborted:
@@ -228,13 +282,13 @@ class Session:
             self.last_received = time.monotonic()
             eof = not data
             if self.tls is not None:
-                with self.writer.gate, self.guard:
+                with self._gate, self.guard:
                     data = self.tls.feed(data)
                     eof = eof or self.tls.closed
                     self._write_sealed(self.tls.outgoing())
             if self.tracer is not None and (data or eof):
                 self.tracer.received(data)
-            with self.writer.gate:
+            with self._gate:
                 self._feed(data, eof)
             self._wait_for_room()
 
@@ -272,7 +326,7 @@ class Session:
         to a close frame that came in the same read.
         """
         events = self.ws.events()
-        lock, pause = self.lock, self.writer.gate.pause
+        lock, pause = self.lock, self._gate.pause
         while True:
             with lock:
                 event = next(events, None)

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .gate import Gate
 
@@ -29,6 +29,15 @@ if TYPE_CHECKING:
     from .session import Session
 
 logger = logging.getLogger(__name__)
+
+
+class Expiring(Protocol):
+    """Something with a deadline the writer thread watches."""
+
+    deadline: float | None
+
+    def expire(self) -> None: ...
+
 
 #: A timer callback gets the current monotonic time and returns when it wants
 #: to run again, or None.
@@ -56,6 +65,7 @@ class Writer(threading.Thread):
         self._watched: dict[int, Session] = {}
         self._fds: dict[Session, int] = {}
         self._deadlines: set[Session] = set()
+        self._timed: set[Expiring] = set()
         self._stopping = False
         #: The fan-out gate (see :mod:`wspractice.gate`).
         self.gate = Gate()
@@ -71,6 +81,12 @@ class Writer(threading.Thread):
         """Abort ``session`` if its closing handshake passes its deadline."""
         self._commands.append(("deadline", session))
         self._wake()
+
+    def watch_deadline_of(self, item: Expiring) -> None:
+        """Call ``item.expire()`` once ``item.deadline`` passes, unless it is
+        None by then (checked on every tick; the set holds the item only
+        while its deadline is armed)."""
+        self._timed.add(item)
 
     def forget(self, session: Session) -> None:
         """Stop watching ``session``; its socket is about to be closed."""
@@ -188,6 +204,13 @@ class Writer(threading.Thread):
                 heapq.heappush(self._timers, (again, next(self._timer_ids), callback))
 
     def _check_deadlines(self, now: float) -> None:
+        for item in list(self._timed):
+            deadline = item.deadline
+            if deadline is None:
+                self._timed.discard(item)
+            elif now >= deadline:
+                self._timed.discard(item)
+                item.expire()
         for session in list(self._watched.values()):
             since = session.stalled_since
             if since is not None and now - since > self.send_timeout:
