@@ -31,10 +31,12 @@ class Options:
     #: Negotiate permessage-deflate when the client offers it.
     compression: bool = False
     #: Build at most one snapshot per this many milliseconds; 0 broadcasts
-    #: once per message, as the Node tutorial does. 5 ms is a third of a
-    #: 60 Hz display frame: measured latencies were within the noise of 1 and
-    #: 2 ms from 100 users up, with up to half the bytes (docs/benchmarks.md).
-    broadcast_interval: float = 5.0
+    #: once per message, as the Node tutorial does. Measured with 25 users at
+    #: 20 Hz, 1 ms gave p50/p99 latencies of 1.0/3.7 ms against 1.6/6.0 for
+    #: 2 ms and 4.0/7.1 for 5 ms; from 100 users up, where rounds are paced by
+    #: how busy the readers are, the three were within the noise of each
+    #: other (docs/benchmarks.md, "Choosing --broadcast-interval").
+    broadcast_interval: float = 1.0
     #: Megabytes of snapshots a second that coalesced rounds may send, all
     #: connections together; 0: no cap. A round to N users sends N copies of
     #: an N-entry map, so when 1,000 users join at once, uncapped rounds
