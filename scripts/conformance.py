@@ -152,12 +152,14 @@ def run_suite(runner: Path, run: Run, outdir: Path, verbose: bool) -> Result:
         command[2:2] = ["-x", run.excludes]
     if run.compression:
         command.insert(2, "--require-compression")
+    if verbose:
+        command.insert(2, "--verbose")
     log(f"{run.name}: {' '.join(command[1:])}")
     started = time.monotonic()
     try:
-        completed = subprocess.run(
-            command, stdout=None if verbose else subprocess.DEVNULL
-        )
+        # The runner's stdout is its own summary of the run; progress goes
+        # to stderr.
+        completed = subprocess.run(command)
     finally:
         stop_server(proc)
     result = Result(run, seconds=time.monotonic() - started)
@@ -236,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="where reports go (default: a new temporary directory)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the suite's log of every case as it runs",
+    )
     args = parser.parse_args(argv)
     if not args.runner.exists():
         log(f"the Autobahn runner is not at {args.runner}; set AUTOBAHN_SH")
