@@ -62,7 +62,7 @@ class _HeadDeadline:
     """The deadline for the request head being read on one connection.
 
     The writer thread checks it on its tick while it is armed (see
-    :meth:`Writer.watch_deadline_of`) and forgets it once it is cancelled, so
+    :meth:`Writer.watch_deadline`) and forgets it once it is cancelled, so
     nothing of the connection is kept after its head has arrived.
     """
 
@@ -150,7 +150,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         seconds forever; this is a deadline for the whole head.
         """
         self._head_deadline.arm(self.server.options.handshake_timeout)
-        self.server.writer.watch_deadline_of(self._head_deadline)
+        self.server.writer.watch_deadline(self._head_deadline)
 
     def parse_request(self) -> bool:
         """http.server's parsing, with a cap on the size of the whole head."""

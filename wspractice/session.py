@@ -339,11 +339,10 @@ class Session:
             pause()  # A broadcast waiting goes first.
 
     def _handle_event(self, event: Event) -> None:
+        """A control event (messages go to _handle_message_event)."""
         if self._aborted:
             return  # Dropped: nothing the client sends counts any more.
-        if isinstance(event, Message):
-            self._handle_message_event(event)
-        elif isinstance(event, Ping):
+        if isinstance(event, Ping):
             self.send_event(event.response())
         elif isinstance(event, Pong):
             if event.payload == self._ping_payload:
@@ -549,6 +548,15 @@ class Session:
             self._write(self.ws.send(CloseConnection(code=code, reason=reason)))
             self.close_deadline = time.monotonic() + self.options.close_timeout
         self.writer.watch_deadline(self)
+
+    @property
+    def deadline(self) -> float | None:
+        """When the client must have finished the closing handshake (writer)."""
+        return self.close_deadline
+
+    def expire(self) -> None:
+        """The closing handshake ran past its deadline (writer thread)."""
+        self.abort("the client did not finish the closing handshake")
 
     def abort(self, why: str) -> None:
         """Drop the TCP connection now, from any thread.

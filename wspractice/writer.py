@@ -7,7 +7,12 @@ drops a connection that has taken nothing for ``send_timeout`` seconds, and
 drops one whose closing handshake has run past its deadline.
 
 It is also the server's clock: :meth:`Writer.call_at` runs a callback at a
-given time (keepalive pings use it), so no connection needs a timer thread.
+given time (keepalive pings use it), and :meth:`Writer.watch_deadline`
+checks deadlines (request heads, closing handshakes) on every tick, so no
+connection needs a timer thread.
+
+Only this thread touches the selector and the timer heap; other threads hand
+it work through queues and wake it with a byte on a socket pair.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ logger = logging.getLogger(__name__)
 class Expiring(Protocol):
     """Something with a deadline the writer thread watches."""
 
-    deadline: float | None
+    @property
+    def deadline(self) -> float | None:
+        """Monotonic time at which to expire; None once no longer armed."""
 
     def expire(self) -> None: ...
 
@@ -64,7 +71,6 @@ class Writer(threading.Thread):
         self._timer_ids = itertools.count()
         self._watched: dict[int, Session] = {}
         self._fds: dict[Session, int] = {}
-        self._deadlines: set[Session] = set()
         self._timed: set[Expiring] = set()
         self._stopping = False
         #: The fan-out gate (see :mod:`wspractice.gate`).
@@ -77,15 +83,11 @@ class Writer(threading.Thread):
         self._commands.append(("watch", session))
         self._wake()
 
-    def watch_deadline(self, session: Session) -> None:
-        """Abort ``session`` if its closing handshake passes its deadline."""
-        self._commands.append(("deadline", session))
-        self._wake()
-
-    def watch_deadline_of(self, item: Expiring) -> None:
+    def watch_deadline(self, item: Expiring) -> None:
         """Call ``item.expire()`` once ``item.deadline`` passes, unless it is
         None by then (checked on every tick; the set holds the item only
-        while its deadline is armed)."""
+        while its deadline is armed). A request head's deadline and a
+        closing handshake's are both watched this way."""
         self._timed.add(item)
 
     def forget(self, session: Session) -> None:
@@ -181,10 +183,8 @@ class Writer(threading.Thread):
                 self._watched[fd] = session
                 self._fds[session] = fd
                 self._selector.register(fd, selectors.EVENT_WRITE, session)
-            elif command == "deadline":
-                self._deadlines.add(session)
             else:  # forget
-                self._deadlines.discard(session)
+                self._timed.discard(session)
                 watched_fd = self._fds.get(session)
                 if watched_fd is not None:
                     self._unwatch(watched_fd)
@@ -217,8 +217,3 @@ class Writer(threading.Thread):
                 session.abort(
                     f"the client took no data for {self.send_timeout:g} seconds"
                 )
-        for session in list(self._deadlines):
-            deadline = session.close_deadline
-            if deadline is not None and now > deadline:
-                self._deadlines.discard(session)
-                session.abort("the client did not finish the closing handshake")
