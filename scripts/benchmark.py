@@ -289,6 +289,8 @@ class GeneratorRun:
     server_cpu_connect: float | None = None
     server_cpu_window: float | None = None
     server_cpu_cores: float | None = None
+    #: Before the generator started (start_kb: when its window started).
+    server_rss_before_kb: int | None = None
     server_rss_start_kb: int | None = None
     server_rss_end_kb: int | None = None
     generator_nice: int | None = None
@@ -573,6 +575,42 @@ def start_failed(record: Record, exc: Exception) -> Record:
     return record
 
 
+def measure(
+    ctx: Context,
+    record: Record,
+    name: str,
+    label: str,
+    kind: str,
+    options: Record,
+    timeout: float,
+) -> GeneratorRun | None:
+    """Start server ``name``, run the generator's ``kind`` against it, and
+    add both sides to ``record``; None if the server did not start."""
+    try:
+        with running(ctx, name, label) as server:
+            before = server.rss_kb()
+            run = run_loadgen(ctx, server, kind, options, timeout, label)
+            run.server_rss_before_kb = before
+            finish_record(record, server, run)
+            return run
+    except ServerError as exc:
+        start_failed(record, exc)
+        return None
+
+
+def keep(ctx: Context, record: Record) -> None:
+    """Add a finished record to the results, and save them at once."""
+    ctx.records.append(record)
+    ctx.save()
+
+
+def note_refused(record: Record, failed: int | None, attempted: int) -> None:
+    if failed:
+        record["notes"].append(f"{failed} of {attempted} not accepted")
+        if record["status"] == "ok":
+            record["status"] = "errors"
+
+
 # ---------------------------------------------------------------- scenarios
 
 
@@ -582,33 +620,27 @@ def scenario_handshake(ctx: Context) -> None:
     for name in ctx.servers:
         progress(ctx, f"handshake: {name}, {a.handshake_concurrency} loops")
         record = base_record("handshake", name, params)
-        label = label_for("handshake", name)
-        try:
-            with running(ctx, name, label) as server:
-                run = run_loadgen(
-                    ctx,
-                    server,
-                    "handshake",
-                    {
-                        "clients": a.handshake_concurrency,
-                        "path": "/echo",
-                        "warmup": a.short_warmup,
-                        "duration": a.short_duration,
-                        "grace": 3,
-                    },
-                    timeout=a.short_warmup + a.short_duration + 60,
-                    label=label,
-                )
-                finish_record(record, server, run)
-        except ServerError as exc:
-            start_failed(record, exc)
-        else:
+        run = measure(
+            ctx,
+            record,
+            name,
+            label_for("handshake", name),
+            "handshake",
+            {
+                "clients": a.handshake_concurrency,
+                "path": "/echo",
+                "warmup": a.short_warmup,
+                "duration": a.short_duration,
+                "grace": 3,
+            },
+            timeout=a.short_warmup + a.short_duration + 60,
+        )
+        if run is not None:
             r = run.result or {}
             record["handshakes_per_second"] = r.get("handshakes_per_second")
             record["handshake_time"] = r.get("handshake_time")
             record["failed"] = r.get("failed")
-        ctx.records.append(record)
-        ctx.save()
+        keep(ctx, record)
         say(f"    {fmt(record.get('handshakes_per_second'))} handshakes/s")
 
 
@@ -618,32 +650,26 @@ def scenario_echo(ctx: Context) -> None:
     for name in ctx.servers:
         progress(ctx, f"echo: {name}, {a.echo_clients} clients × {a.echo_size} B")
         record = base_record("echo", name, params)
-        label = label_for("echo", name)
-        try:
-            with running(ctx, name, label) as server:
-                run = run_loadgen(
-                    ctx,
-                    server,
-                    "echo",
-                    {
-                        "clients": a.echo_clients,
-                        "size": a.echo_size,
-                        "warmup": a.short_warmup,
-                        "duration": a.short_duration,
-                        "grace": 3,
-                    },
-                    timeout=a.short_warmup + a.short_duration + 60,
-                    label=label,
-                )
-                finish_record(record, server, run)
-        except ServerError as exc:
-            start_failed(record, exc)
-        else:
+        run = measure(
+            ctx,
+            record,
+            name,
+            label_for("echo", name),
+            "echo",
+            {
+                "clients": a.echo_clients,
+                "size": a.echo_size,
+                "warmup": a.short_warmup,
+                "duration": a.short_duration,
+                "grace": 3,
+            },
+            timeout=a.short_warmup + a.short_duration + 60,
+        )
+        if run is not None:
             r = run.result or {}
             record["messages_per_second"] = r.get("messages_per_second")
             record["rtt"] = r.get("rtt")
-        ctx.records.append(record)
-        ctx.save()
+        keep(ctx, record)
         say(f"    {fmt(record.get('messages_per_second'))} messages/s")
 
 
@@ -783,8 +809,7 @@ def scenario_presence(ctx: Context) -> None:
                 label_for("presence", name, users),
                 duration=a.duration,
             )
-            ctx.records.append(record)
-            ctx.save()
+            keep(ctx, record)
             lat = record.get("latency") or {}
             say(
                 f"    p50 {fmt(lat.get('p50_ms'))} ms, p99 {fmt(lat.get('p99_ms'))} ms,"
@@ -828,8 +853,7 @@ def scenario_stall(ctx: Context) -> None:
                 scenario="stall",
                 stalled=stalled,
             )
-            ctx.records.append(record)
-            ctx.save()
+            keep(ctx, record)
             lat = record.get("latency") or {}
             say(f"    p99 {fmt(lat.get('p99_ms'))} ms, {record['status']}")
 
@@ -841,30 +865,25 @@ def scenario_join(ctx: Context) -> None:
     for name in ctx.servers:
         progress(ctx, f"join: {name}, {users} users, {a.connect_concurrency} at a time")
         record = base_record("join", name, params)
-        label = label_for("join", name)
-        try:
-            with running(ctx, name, label) as server:
-                run = run_loadgen(
-                    ctx,
-                    server,
-                    "presence",
-                    {
-                        "clients": users,
-                        "rate": 0,
-                        "warmup": 0,
-                        "duration": min(1.0, a.short_duration),
-                        "grace": 0,
-                        "concurrency": a.connect_concurrency,
-                        "connect-deadline": a.connect_deadline,
-                        "workers": 1,
-                    },
-                    timeout=30 * (users / a.connect_concurrency + 1) + 30,
-                    label=label,
-                )
-                finish_record(record, server, run)
-        except ServerError as exc:
-            start_failed(record, exc)
-        else:
+        run = measure(
+            ctx,
+            record,
+            name,
+            label_for("join", name),
+            "presence",
+            {
+                "clients": users,
+                "rate": 0,
+                "warmup": 0,
+                "duration": min(1.0, a.short_duration),
+                "grace": 0,
+                "concurrency": a.connect_concurrency,
+                "connect-deadline": a.connect_deadline,
+                "workers": 1,
+            },
+            timeout=30 * (users / a.connect_concurrency + 1) + 30,
+        )
+        if run is not None:
             c = run.connected or {}
             record.update(
                 {
@@ -877,12 +896,8 @@ def scenario_join(ctx: Context) -> None:
                     "server_cpu_seconds": _round(run.server_cpu_connect),
                 }
             )
-            if c.get("failed"):
-                record["notes"].append(f"{c['failed']} of {users} not accepted")
-                if record["status"] == "ok":
-                    record["status"] = "errors"
-        ctx.records.append(record)
-        ctx.save()
+            note_refused(record, c.get("failed"), users)
+        keep(ctx, record)
         say(
             f"    {record.get('connected')} connected in"
             f" {fmt(record.get('connect_all_seconds'))} s"
@@ -905,34 +920,28 @@ def scenario_idle(ctx: Context) -> None:
     for name in ctx.servers:
         progress(ctx, f"idle: {name}, {count} connections to {a.idle_path}")
         record = base_record("idle", name, params)
-        label = label_for("idle", name)
-        try:
-            with running(ctx, name, label) as server:
-                rss_before = server.rss_kb()
-                run = run_loadgen(
-                    ctx,
-                    server,
-                    "idle",
-                    {
-                        "clients": count,
-                        "path": a.idle_path,
-                        "warmup": a.idle_settle,
-                        "duration": a.short_warmup,
-                        "grace": 0,
-                        "concurrency": a.connect_concurrency,
-                        "connect-deadline": a.connect_deadline,
-                    },
-                    timeout=30 * (count / a.connect_concurrency + 1) + 30,
-                    label=label,
-                )
-                finish_record(record, server, run)
-        except ServerError as exc:
-            start_failed(record, exc)
-        else:
+        run = measure(
+            ctx,
+            record,
+            name,
+            label_for("idle", name),
+            "idle",
+            {
+                "clients": count,
+                "path": a.idle_path,
+                "warmup": a.idle_settle,
+                "duration": a.short_warmup,
+                "grace": 0,
+                "concurrency": a.connect_concurrency,
+                "connect-deadline": a.connect_deadline,
+            },
+            timeout=30 * (count / a.connect_concurrency + 1) + 30,
+        )
+        if run is not None:
             c = run.connected or {}
             r = run.result or {}
             connected = c.get("connected") or 0
-            after = run.server_rss_end_kb
+            before, after = run.server_rss_before_kb, run.server_rss_end_kb
             record.update(
                 {
                     "connected": connected,
@@ -941,20 +950,14 @@ def scenario_idle(ctx: Context) -> None:
                     "connect_all_seconds": c.get("connect_all_seconds"),
                     "connect_phase_seconds": c.get("connect_phase_seconds"),
                     "generator_connecting": connecting_load(c),
-                    "server_rss_before_kb": rss_before,
+                    "server_rss_before_kb": before,
                     "server_rss_after_kb": after,
                 }
             )
-            if rss_before is not None and after is not None and connected:
-                record["rss_per_connection_kb"] = round(
-                    (after - rss_before) / connected, 1
-                )
-            if c.get("failed"):
-                record["notes"].append(f"{c['failed']} of {count} not accepted")
-                if record["status"] == "ok":
-                    record["status"] = "errors"
-        ctx.records.append(record)
-        ctx.save()
+            if before is not None and after is not None and connected:
+                record["rss_per_connection_kb"] = round((after - before) / connected, 1)
+            note_refused(record, c.get("failed"), count)
+        keep(ctx, record)
         say(
             f"    {record.get('connected')} open,"
             f" {fmt(record.get('rss_per_connection_kb'))} KiB each"

@@ -138,6 +138,19 @@ def page_url(server: RunningServer, query: str = "") -> str:
     return f"http://127.0.0.1:{server.port}/{query}"
 
 
+def alice_sees_bob_at(
+    server: RunningServer, open_page: Callable[..., User], x: int, y: int
+) -> tuple[User, User]:
+    """Alice and Bob connected, and Bob's cursor moved to (x, y) on Alice's page."""
+    alice = open_page(page_url(server, "?username=Alice"))
+    bob = open_page(page_url(server, "?username=Bob"))
+    alice.wait_connected()
+    bob.wait_connected()
+    bob.page.mouse.move(x, y)
+    alice.wait_cursor_at("Bob", x, y)
+    return alice, bob
+
+
 # ---------------------------------------------------------------- presence
 
 
@@ -208,12 +221,7 @@ def test_hostile_username_is_shown_as_text(
 def test_leaving_removes_the_cursor_and_the_name(
     server: RunningServer, open_page: Callable[..., User]
 ) -> None:
-    alice = open_page(page_url(server, "?username=Alice"))
-    bob = open_page(page_url(server, "?username=Bob"))
-    alice.wait_connected()
-    bob.wait_connected()
-    bob.page.mouse.move(120, 340)
-    alice.wait_cursor_at("Bob", 120, 340)
+    alice, bob = alice_sees_bob_at(server, open_page, 120, 340)
     assert alice.page.locator("#users li").all_text_contents() == [
         "Alice(you)",
         "Bob",
@@ -314,12 +322,7 @@ def test_two_users_with_the_same_name_each_see_only_the_other(
 def test_error_reply_shows_in_the_status_line_and_changes_nothing(
     server: RunningServer, open_page: Callable[..., User]
 ) -> None:
-    alice = open_page(page_url(server, "?username=Alice"))
-    bob = open_page(page_url(server, "?username=Bob"))
-    alice.wait_connected()
-    bob.wait_connected()
-    bob.page.mouse.move(400, 300)
-    alice.wait_cursor_at("Bob", 400, 300)
+    alice, bob = alice_sees_bob_at(server, open_page, 400, 300)
 
     alice.page.evaluate("wspractice.send('hello')")
 
