@@ -28,6 +28,8 @@ import urllib.parse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from wspractice.cli import positive_int
+
 NAMES = ["Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Radia"]
 
 
@@ -114,13 +116,6 @@ async def run(args: argparse.Namespace) -> int:
         stop.set()
         await asyncio.wait(tasks)
     return max(task.result() for task in tasks)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
 
 
 def positive_float(text: str) -> float:
