@@ -148,13 +148,17 @@ def test_a_stalled_reader_never_holds_more_than_one_pending_snapshot(
         stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.handshake("/?username=Stalled")
         recv_until(alex, lambda s: len(s) == 2)
-        session = next(s for s in server.server.sessions if s.username == "Stalled")
+        session = next(
+            c
+            for c in server.server.websockets.clients
+            if getattr(c.context, "username", None) == "Stalled"
+        )
         pad = "x" * 4000
         for i in range(300):
             alex.send(json.dumps({"pad": pad, "i": i}))
             recv_json(alex)
         with session.lock:
-            pending = session.pending_bytes
+            pending = session.protocol.pending_bytes
         # The frame being written plus at most one waiting snapshot.
         snapshot_size = 2 * (len(pad) + 200)
         assert pending <= 2 * snapshot_size

@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 from wspractice.config import MAX_USERNAME_LENGTH
 from wspractice.errors import HandshakeError, MessageError
 from wspractice.handshake import (
-    Upgrade,
+    Request,
     accept,
     check_origin,
     check_upgrade,
@@ -44,7 +44,7 @@ from wspractice.handshake import (
     parse_username,
 )
 from wspractice.messages import encode, error_reply, parse_state
-from wspractice.presence import Presence
+from wspractice.users import Users
 
 from .strictjson import strict_json
 
@@ -347,11 +347,15 @@ def check_upgrade_rules(
     assert host.strip()
     assert len(values(headers, "Origin")) <= 1
     assert is_websocket_request(headers)
-    assert upgrade.endpoint == ("echo" if upgrade.path == "/echo" else "presence")
-    if upgrade.endpoint == "presence":
-        assert upgrade.username is not None and is_valid_username(upgrade.username)
-    else:
-        assert upgrade.username is None
+    if upgrade.path == "/echo":
+        return
+    # Any other path is the presence app, whose own rule is the username.
+    try:
+        username = parse_username(upgrade.query)
+    except HandshakeError as exc:
+        assert_handshake_error(exc)
+        return
+    assert is_valid_username(username)
 
 
 @fuzz
@@ -410,7 +414,7 @@ def test_every_well_formed_upgrade_is_accepted(
     target = path + "?" + urllib.parse.urlencode({"username": name, "v": "1"})
     upgrade = check_upgrade("HTTP/1.1", target, headers)
     assert upgrade.key == key
-    assert upgrade.username == (None if path == "/echo" else name)
+    assert (upgrade.path, parse_username(upgrade.query)) == (path, name)
 
 
 @fuzz
@@ -523,7 +527,7 @@ def test_a_cross_site_origin_is_refused_unless_allowed(
 def test_accept_answers_the_key_and_never_adds_what_was_not_offered(
     key: str, offers: list[str], compression: bool
 ) -> None:
-    upgrade = Upgrade("echo", "/echo", key, None, tuple(offers))
+    upgrade = Request("/echo", "", key, extension_offers=tuple(offers))
     headers, extensions = accept(upgrade, compression)
     response = dict(headers)
     assert len(response) == len(headers)
@@ -606,7 +610,7 @@ class PresenceSnapshots(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.presence = Presence()
+        self.presence = Users()
         self.model: dict[str, dict[str, Any]] = {}
         self.counter = 0
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from wspractice.app import EchoApp
-from wspractice.session import Session
+from wspractice.connection import Connection
+from wspractice.echo import EchoApp
 
 from .clients import join, recv_json, recv_until, users_named
 from .conftest import TIMEOUT, RunningServer
@@ -215,16 +215,16 @@ def test_a_huge_declared_length_is_refused_without_waiting_for_it(
 class BrokenEcho(EchoApp):
     """An endpoint with a bug, to exercise the server's error path."""
 
-    def handle_message(self, session: Session, message: str | bytes) -> None:
+    def handle_message(self, connection: Connection, message: str | bytes) -> None:
         if message == "crash":
             raise RuntimeError("a bug in the endpoint")
-        super().handle_message(session, message)
+        super().handle_message(connection, message)
 
 
 def test_an_unexpected_error_closes_with_1011_and_is_logged_not_sent(
     server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.server.echo = BrokenEcho()
+    server.server.websockets.add_endpoint("/echo", BrokenEcho())
     with caplog.at_level(logging.ERROR, logger="wspractice"):
         with join(server.url("/echo")) as ws:
             ws.send("fine")

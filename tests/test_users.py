@@ -6,17 +6,17 @@ import json
 
 import pytest
 
-from wspractice.presence import Presence
+from wspractice.users import Users
 
 
 def test_a_new_user_has_an_empty_state() -> None:
-    presence = Presence()
+    presence = Users()
     presence.join("u1", "Alex")
     assert json.loads(presence.snapshot()) == {"u1": {"username": "Alex", "state": {}}}
 
 
 def test_snapshot_has_the_tutorials_shape_in_join_order() -> None:
-    presence = Presence()
+    presence = Users()
     presence.join("u1", "Alex")
     presence.join("u2", "Bob")
     presence.update("u1", '{"x":412,"y":230}')
@@ -27,7 +27,7 @@ def test_snapshot_has_the_tutorials_shape_in_join_order() -> None:
 
 
 def test_update_replaces_the_whole_state() -> None:
-    presence = Presence()
+    presence = Users()
     presence.join("u1", "Alex")
     presence.update("u1", '{"x":1,"y":2}')
     presence.update("u1", '{"color":"red"}')
@@ -35,7 +35,7 @@ def test_update_replaces_the_whole_state() -> None:
 
 
 def test_leave_removes_the_user() -> None:
-    presence = Presence()
+    presence = Users()
     presence.join("u1", "Alex")
     presence.join("u2", "Bob")
     assert presence.leave("u1") is not None
@@ -45,13 +45,13 @@ def test_leave_removes_the_user() -> None:
 
 
 def test_usernames_are_json_escaped() -> None:
-    presence = Presence()
+    presence = Users()
     presence.join("u1", 'Al"ex\\ <b>')
     assert json.loads(presence.snapshot())["u1"]["username"] == 'Al"ex\\ <b>'
 
 
 def test_changed_says_whether_a_snapshot_would_differ() -> None:
-    presence = Presence()
+    presence = Users()
     assert not presence.changed
     presence.join("u1", "Alex")
     assert presence.changed
@@ -65,7 +65,7 @@ def test_changed_says_whether_a_snapshot_would_differ() -> None:
 
 
 def test_joining_twice_with_one_uuid_is_an_error() -> None:
-    presence = Presence()
+    presence = Users()
     presence.join("u1", "Alex")
     with pytest.raises(KeyError):
         presence.join("u1", "Alex")
