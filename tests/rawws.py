@@ -77,6 +77,37 @@ def close_frame(code: int, reason: str = "") -> bytes:
     return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode())
 
 
+def parse_frame(buf: bytes) -> tuple[tuple[int, bool, bytes], bytes] | None:
+    """``((opcode, fin, payload), rest)`` of the server frame that ``buf``
+    starts with; None while it is incomplete. Server frames are never masked."""
+    if len(buf) < 2:
+        return None
+    fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
+    assert not buf[1] & 0x80, "server frames must not be masked"
+    n, offset = buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        (n,), offset = struct.unpack("!H", buf[2:4]), 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        (n,), offset = struct.unpack("!Q", buf[2:10]), 10
+    if len(buf) < offset + n:
+        return None
+    return (opcode, fin, buf[offset : offset + n]), buf[offset + n :]
+
+
+def parse_frames(data: bytes) -> list[tuple[int, bool, bytes]]:
+    """Every whole server frame in ``data``, in order."""
+    frames = []
+    while (parsed := parse_frame(data)) is not None:
+        frame, data = parsed
+        frames.append(frame)
+    assert not data, f"an incomplete frame is left: {data!r}"
+    return frames
+
+
 class RawClient:
     """A socket that has (usually) completed the opening handshake."""
 
@@ -136,24 +167,11 @@ class RawClient:
                 raise ConnectionError("EOF while waiting for a frame")
 
     def _parse(self) -> tuple[int, bool, bytes] | None:
-        buf = self.buffer
-        if len(buf) < 2:
+        parsed = parse_frame(self.buffer)
+        if parsed is None:
             return None
-        fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
-        assert not buf[1] & 0x80, "server frames must not be masked"
-        n, offset = buf[1] & 0x7F, 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            (n,), offset = struct.unpack("!H", buf[2:4]), 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            (n,), offset = struct.unpack("!Q", buf[2:10]), 10
-        if len(buf) < offset + n:
-            return None
-        self.buffer = buf[offset + n :]
-        return opcode, fin, buf[offset : offset + n]
+        frame, self.buffer = parsed
+        return frame
 
     def read_close(self) -> tuple[int, str]:
         """Skip to the server's close frame; return its code and reason."""
