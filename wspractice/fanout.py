@@ -137,6 +137,9 @@ class _NoExclusive(_Exclusive):
 
 _NO_EXCLUSIVE = _NoExclusive(Gate())
 
+#: For readers of endpoints that never broadcast, and for the ablation.
+NO_GATE = NoGate()
+
 
 @dataclass
 class RoundClock:

@@ -413,16 +413,20 @@ class Protocol:
         if self.abort_reason is not None or self.ws.state is ConnectionState.CLOSED:
             return None
         options = self._options
-        times = []
+        when: float | None
         if self._close_deadline is not None:
-            times.append(self._close_deadline)
+            when = self._close_deadline
         elif self._ping_payload is not None:
-            times.append(self._ping_sent_at + options.ping_timeout)
+            when = self._ping_sent_at + options.ping_timeout
         elif options.ping_interval > 0:
-            times.append(self._last_received + options.ping_interval)
+            when = self._last_received + options.ping_interval
+        else:
+            when = None
         if self._stalled_since is not None:
-            times.append(self._stalled_since + options.send_timeout)
-        return min(times) if times else None
+            stalled = self._stalled_since + options.send_timeout
+            if when is None or stalled < when:
+                when = stalled
+        return when
 
     def timer(self, now: float) -> None:
         """Do what is due at ``now``: ping, give up on a pong, or abort."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from .config import Options
 from .echo import EchoApp
-from .fanout import Gate, NoGate
+from .fanout import NO_GATE, Gate
 from .handler import RequestHandler
 from .presence import PresenceApp
 from .tls import server_context
@@ -64,13 +64,13 @@ class Server(ThreadingHTTPServer):
         self.options = options if options is not None else Options()
         if ":" in self.options.host:
             self.address_family = socket.AF_INET6
-        gate = NoGate() if "gate" in self.options.ablate else Gate()
+        gate = NO_GATE if "gate" in self.options.ablate else Gate()
         self.writer = Writer(gate)
         #: The presence app: the tutorial's server/index.js.
         self.presence = PresenceApp(self.options, self.writer.call_at, gate)
         #: Node's ``new WebSocketServer({ server })``: takes the upgrades.
         self.websockets = WebSocketServer(
-            self.options, self.writer, gate, self.presence
+            self.options, self.writer, self.presence, gate=gate
         )
         self.websockets.add_endpoint(ECHO_PATH, EchoApp())
         #: TLS for wss:// and https://, when a certificate is configured.

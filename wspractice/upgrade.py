@@ -16,6 +16,8 @@ request handler calls :meth:`WebSocketServer.handle_upgrade`, which:
 
 Endpoints are found by path: ``/echo`` is the echo endpoint and any other
 path the presence app, unless :meth:`WebSocketServer.add_endpoint` adds more.
+An endpoint that broadcasts comes with the fan-out gate its readers take turns
+at (see :mod:`wspractice.fanout`); the others need none.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from wsproto.frame_protocol import CloseReason
 from .config import Options
 from .connection import Connection, Endpoint
 from .errors import HandshakeError
-from .fanout import Gate
+from .fanout import NO_GATE, Gate
 from .handshake import accept, check_upgrade
 from .protocol import Protocol as WebSocketProtocol
 from .protocol import Seal
@@ -84,14 +86,15 @@ class WebSocketServer:
         self,
         options: Options,
         writer: Writer,
-        gate: Gate,
         default: Endpoint,
+        *,
+        gate: Gate = NO_GATE,
     ) -> None:
         self.options = options
         self._writer = writer
-        self._gate = gate
-        self._default = default
-        self._endpoints: dict[str, Endpoint] = {}
+        #: The endpoint for every path not added, and its gate.
+        self._default = (default, gate)
+        self._endpoints: dict[str, tuple[Endpoint, Gate]] = {}
         #: Guards ``clients``, ``_admitted`` and ``shutting_down``.
         self._lock = threading.Condition()
         #: Every open connection (Node's ``wsServer.clients``).
@@ -101,11 +104,17 @@ class WebSocketServer:
         #: Set by :meth:`close_all`: new upgrades get 503.
         self.shutting_down = False
 
-    def add_endpoint(self, path: str, endpoint: Endpoint) -> None:
-        """Serve ``endpoint`` at ``path`` (exactly; the query string aside)."""
-        self._endpoints[path] = endpoint
+    def add_endpoint(
+        self, path: str, endpoint: Endpoint, *, gate: Gate = NO_GATE
+    ) -> None:
+        """Serve ``endpoint`` at ``path`` (exactly; the query string aside).
 
-    def endpoint(self, path: str) -> Endpoint:
+        An endpoint that broadcasts passes its fan-out gate.
+        """
+        self._endpoints[path] = (endpoint, gate)
+
+    def endpoint(self, path: str) -> tuple[Endpoint, Gate]:
+        """The endpoint that serves ``path``, and its gate."""
         return self._endpoints.get(path, self._default)
 
     # ------------------------------------------------------------ upgrade
@@ -126,7 +135,7 @@ class WebSocketServer:
                 options.allowed_origins,
                 exchange.peer,
             )
-            endpoint = self.endpoint(request.path)
+            endpoint, gate = self.endpoint(request.path)
             endpoint.check_request(request)
         except HandshakeError as exc:
             logger.warning(
@@ -163,7 +172,7 @@ class WebSocketServer:
                 endpoint,
                 request,
                 self._writer,
-                self._gate,
+                gate,
                 close_timeout=options.close_timeout,
                 tls=tls,
                 tracer=tracer,
