@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from .conftest import TIMEOUT
 
@@ -196,3 +198,77 @@ def accept_value(key: str) -> str:
 
     digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode())
     return base64.b64encode(digest.digest()).decode()
+
+
+# ------------------------------------------------------------ more helpers
+
+
+def read_until_closed(
+    sock: socket.socket, timeout: float = TIMEOUT
+) -> tuple[bytes, str]:
+    """Everything the server sends until it closes, and how it closed:
+    ``"eof"``, ``"reset"``, or ``"timeout"`` when it was still open after
+    ``timeout`` seconds of silence."""
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks), "eof"
+    except ConnectionResetError:
+        return b"".join(chunks), "reset"
+    except TimeoutError:
+        return b"".join(chunks), "timeout"
+
+
+def seeded_frame(
+    rng: random.Random,
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    mask: bool = True,
+    length_bytes: int | None = None,
+    **options: Any,
+) -> bytes:
+    """:func:`frame` with its masking key drawn from ``rng``, so that a fuzz
+    replays from its seed. ``length_bytes`` (2 or 8) writes the declared
+    length in that many bytes when they can hold it, even where RFC 6455
+    asks for a shorter form."""
+    data = frame(opcode, payload, mask=False, **options)
+    head = data[: len(data) - len(payload)]
+    if length_bytes is not None:
+        n = head[1] if head[1] < 126 else int.from_bytes(head[2:], "big")
+        if n < 1 << (8 * length_bytes):
+            marker = 126 if length_bytes == 2 else 127
+            head = bytes([head[0], marker]) + n.to_bytes(length_bytes, "big")
+    if not mask:
+        return head + payload
+    key = rng.randbytes(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([head[0], head[1] | 0x80]) + head[2:] + key + masked
+
+
+def client_frames(data: bytes) -> list[tuple[int, bool, bytes]]:
+    """``(opcode, fin, payload)`` of each whole frame in a client's bytes,
+    unmasked, up to the first incomplete one: what a server reads."""
+    frames = []
+    while len(data) >= 2:
+        if not data[1] & 0x80:  # Unmasked: read as a server frame is.
+            parsed = parse_frame(data)
+            if parsed is None:
+                break
+            frames.append(parsed[0])
+            data = parsed[1]
+            continue
+        offset = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)
+        key = data[offset : offset + 4]
+        parsed = parse_frame(
+            bytes([data[0], data[1] & 0x7F]) + data[2:offset] + data[offset + 4 :]
+        )
+        if parsed is None or len(key) < 4:
+            break
+        (opcode, fin, payload), data = parsed
+        frames.append(
+            (opcode, fin, bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+        )
+    return frames
