@@ -10,16 +10,10 @@ import socket
 import time
 import tracemalloc
 import zlib
-from http import HTTPStatus
 from typing import Any
-
-import pytest
 
 from wspractice.connection import Connection
 from wspractice.echo import EchoApp
-from wspractice.errors import HandshakeError, MessageError
-from wspractice.handshake import Request, accept, check_upgrade
-from wspractice.messages import parse_state
 
 from .clients import join, recv_json, recv_until, users_named
 from .conftest import TIMEOUT, RunningServer
@@ -62,12 +56,6 @@ BUG_4 = (
 # ------------------------------------------------------------------ bug 1
 
 
-def test_an_unsplittable_request_target_is_refused_with_400() -> None:
-    with pytest.raises(HandshakeError) as info:
-        check_upgrade("HTTP/1.1", "http://[::1/?username=x", HEADERS)
-    assert info.value.status == HTTPStatus.BAD_REQUEST
-
-
 def test_on_the_wire_an_unsplittable_request_target_gets_400(
     server: RunningServer,
 ) -> None:
@@ -78,13 +66,6 @@ def test_on_the_wire_an_unsplittable_request_target_gets_400(
 
 
 # ------------------------------------------------------------------ bug 2
-
-
-def test_a_non_ascii_key_is_refused_with_400() -> None:
-    headers = [*HEADERS[:3], ("Sec-WebSocket-Key", "\xe9" * 24), HEADERS[4]]
-    with pytest.raises(HandshakeError) as info:
-        check_upgrade("HTTP/1.1", "/echo", headers)
-    assert info.value.status == HTTPStatus.BAD_REQUEST
 
 
 def test_on_the_wire_a_non_ascii_key_gets_400(server: RunningServer) -> None:
@@ -98,13 +79,6 @@ def test_on_the_wire_a_non_ascii_key_gets_400(server: RunningServer) -> None:
 # ------------------------------------------------------------------ bug 3
 
 BAD_OFFER = "permessage-deflate; client_max_window_bits=abc"
-
-
-def test_a_deflate_offer_with_a_bad_parameter_is_declined() -> None:
-    upgrade = Request("/echo", "", KEY, extension_offers=(BAD_OFFER,))
-    headers, extensions = accept(upgrade, compression=True)
-    assert extensions == []
-    assert "Sec-WebSocket-Extensions" not in dict(headers)
 
 
 def test_on_the_wire_a_bad_deflate_offer_is_declined_not_dropped(
@@ -121,11 +95,6 @@ def test_on_the_wire_a_bad_deflate_offer_is_declined_not_dropped(
 
 
 # ------------------------------------------------------------------ bug 4
-
-
-def test_a_number_too_large_for_a_double_is_a_bad_message() -> None:
-    with pytest.raises(MessageError):
-        parse_state('{"x": 1e400}')  # Was: '{"x":Infinity}'.
 
 
 def test_on_the_wire_one_clients_1e400_leaves_everyones_snapshots_valid_json(
