@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import struct
 import threading
 from typing import Any
 
@@ -15,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from wspractice.connection import Connection
 from wspractice.echo import EchoApp
 
-from .clients import join, recv_json, recv_until, users_named
+from .clients import join, recv_json, users_named
 from .conftest import TIMEOUT, RunningServer
 from .rawws import (
     OP_BINARY,
@@ -83,16 +81,6 @@ def test_state_in_the_same_packet_as_the_handshake_is_applied(
     assert users_named(snapshot) == {"Alex": {"x": 7, "y": 8}}
 
 
-def test_eof_without_close_makes_the_user_leave(server: RunningServer) -> None:
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        with RawClient(server.port) as client:
-            client.handshake("/?username=Bob")
-            recv_until(alex, lambda s: len(s) == 2)
-        # The raw socket closed without a close frame.
-        assert users_named(recv_until(alex, lambda s: len(s) == 1)) == {"Alex": {}}
-
-
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -117,23 +105,6 @@ def test_protocol_violations_close_with_1002(
         client.send(data)
         assert client.read_close() == (1002, reason)
         assert client.at_eof()
-
-
-def test_protocol_violation_in_the_presence_app_keeps_others_connected(
-    server: RunningServer,
-) -> None:
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        alex.send('{"x": 1}')
-        recv_json(alex)
-        with RawClient(server.port) as client:
-            client.handshake("/?username=Mallory")
-            client.send(frame(OP_TEXT, b"{}", rsv=2))
-            assert client.read_close()[0] == 1002
-        snapshot = recv_until(alex, lambda s: len(s) == 1)
-        assert users_named(snapshot) == {"Alex": {"x": 1}}
-        alex.send('{"x": 2}')
-        assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}
 
 
 def test_invalid_utf8_text_closes_with_1007(server: RunningServer) -> None:
@@ -278,21 +249,6 @@ def test_server_shutdown_closes_every_websocket_with_1001(
     assert (alex.close_code, alex.close_reason) == (1001, "server shutting down")
     assert echo.close_code == 1001
     assert not stopper.is_alive()
-
-
-def test_connection_reset_by_the_client_costs_others_nothing(
-    server: RunningServer,
-) -> None:
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        raw = socket.create_connection(("127.0.0.1", server.port))
-        raw.sendall(upgrade_request("/?username=Bob"))
-        recv_until(alex, lambda s: len(s) == 2)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        raw.close()  # RST, not FIN.
-        recv_until(alex, lambda s: len(s) == 1)
-        alex.send("{}")
-        assert len(recv_json(alex)) == 1
 
 
 def test_an_idle_client_is_pinged_and_stays_if_it_answers(start_server: Any) -> None:

@@ -1,17 +1,31 @@
-"""The presence app over real sockets, with the websockets library as client."""
+"""The presence app over real sockets, with the websockets library as client.
+
+What the tutorial's index.js does (joins, moves and leaves shared with
+everyone, in its exact JSON) and where wspractice differs: bad messages get an
+error reply instead of crashing the server, too many of them or too fast a
+sender close with 1008, binary closes with 1003, and whatever one client does
+costs the others nothing.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .clients import join, recv_json, recv_until, users_named
+from .clients import collect_until, join, recv_json, recv_until, users_named
 from .conftest import TIMEOUT, RunningServer
+from .rawws import OP_TEXT, RawClient, frame, upgrade_request
+from .strictjson import strict_json
+
+# ---------------------------------------------------------------- the tutorial
 
 
 def test_a_new_user_receives_a_snapshot_with_itself(server: RunningServer) -> None:
@@ -72,6 +86,49 @@ def test_each_connection_gets_its_own_uuid_even_with_one_name(
     assert [u["username"] for u in snapshot.values()] == ["Alex", "Alex"]
 
 
+def test_many_users_at_once_all_end_with_their_last_state(
+    server: RunningServer,
+) -> None:
+    count, moves = 20, 10
+    errors: list[BaseException] = []
+    finals: dict[int, list[Any]] = {}
+    barrier = threading.Barrier(count)
+
+    def everyone_done(snapshot: dict[str, Any]) -> bool:
+        states = users_named(snapshot)
+        return len(states) == count and all(
+            state == {"x": int(name[4:]), "y": moves - 1}
+            for name, state in states.items()
+        )
+
+    def user(n: int) -> None:
+        try:
+            with join(server.url(f"/?username=user{n}")) as ws:
+                recv_json(ws)
+                barrier.wait(TIMEOUT)
+                for i in range(moves):
+                    ws.send(json.dumps({"x": n, "y": i}))
+                # The last update anyone makes is broadcast to all, and
+                # nobody leaves before everyone has seen it.
+                finals[n] = collect_until(ws, everyone_done)
+                barrier.wait(TIMEOUT)
+        except BaseException as exc:  # noqa: B036 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(4 * TIMEOUT)
+    assert not errors, errors
+    last = {n: finals[n][-1] if finals.get(n) else {} for n in range(count)}
+    missed = [n for n, snapshot in last.items() if not everyone_done(snapshot)]
+    assert not missed, f"users who never saw everyone's last state: {missed}"
+
+
+# ---------------------------------------------------------------- bad messages
+
+
 def test_bad_json_gets_an_error_reply_and_changes_nothing(
     server: RunningServer,
 ) -> None:
@@ -91,25 +148,33 @@ def test_bad_json_gets_an_error_reply_and_changes_nothing(
         assert users_named(recv_json(alex)) == {"Alex": {"x": 3, "y": 4}}
 
 
-def test_a_bad_message_costs_others_nothing(server: RunningServer) -> None:
-    with join(server.url("/?username=Alex")) as alex, join(
-        server.url("/?username=Bob")
-    ) as bob:
-        recv_until(alex, lambda s: len(s) == 2)
-        recv_until(bob, lambda s: len(s) == 2)
-        alex.send('{"x": 1}')
-        recv_until(bob, lambda s: users_named(s)["Alex"] == {"x": 1})
-        bob.send("}{")
-        assert "error" in recv_json(bob)
-        bob.send(b"\x00binary")
-        with pytest.raises(ConnectionClosed):
+def test_a_number_too_large_for_a_double_leaves_everyones_snapshots_json(
+    server: RunningServer,
+) -> None:
+    # Bug 4 (found by fuzzing): Bob's 1e400 was stored as Infinity, and from
+    # then on every snapshot was invalid JSON for every client.
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        with join(server.url("/?username=Bob")) as bob:
+            recv_until(alex, lambda s: len(s) == 2)
             recv_json(bob)
-        assert bob.close_code == 1003
-        # Alex keeps the connection and the state; Bob's departure is seen.
-        snapshot = recv_until(alex, lambda s: len(s) == 1)
-        assert users_named(snapshot) == {"Alex": {"x": 1}}
-        alex.send('{"x": 2}')
-        assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}
+            bob.send('{"x": 1e400}')
+            assert recv_json(bob) == {
+                "error": "message is not usable: the number 1e400 is too large"
+            }
+            bob.send('{"x": 1}')
+            texts = []
+            # json.loads takes Infinity, so that the loop ends either way.
+            while not texts or users_named(json.loads(texts[-1]))["Bob"] == {}:
+                texts.append(alex.recv(timeout=TIMEOUT))
+    not_json = []
+    for text in texts:
+        try:
+            strict_json(text)
+        except ValueError:
+            not_json.append(text)
+    assert not not_json, f"snapshots that JSON.parse refuses: {not_json}"
+    assert users_named(strict_json(texts[-1])) == {"Alex": {}, "Bob": {"x": 1}}
 
 
 def test_binary_message_closes_with_1003(server: RunningServer) -> None:
@@ -142,66 +207,120 @@ def test_a_good_message_resets_the_bad_message_count(start_server: Any) -> None:
     server = start_server(max_bad_messages=2)
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
-        for _ in range(3):
+        for i in range(3):
             alex.send("oops")
             assert "error" in recv_json(alex)
-            alex.send("{}")
-            recv_json(alex)
+            alex.send(json.dumps({"i": i}))
+            assert users_named(recv_json(alex)) == {"Alex": {"i": i}}
+        # Three bad messages with max_bad_messages=2, never two in a row.
+        assert alex.close_code is None
 
 
-def test_message_over_the_limit_closes_with_1009(start_server: Any) -> None:
-    server = start_server(max_message_size=100)
+def test_a_burst_over_the_rate_limit_is_dropped_with_one_error(
+    start_server: Any,
+) -> None:
+    server = start_server(rate_limit=5, rate_burst=3, broadcast_interval=0)
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
-        alex.send(json.dumps({"pad": "x" * 90}))  # 101 bytes
+        for i in range(5):  # 3 pass, 2 are dropped (3 would be persistent)
+            alex.send(json.dumps({"i": i}))
+        replies = [recv_json(alex) for _ in range(4)]
+        assert [users_named(r)["Alex"] for r in replies[:3]] == [
+            {"i": 0},
+            {"i": 1},
+            {"i": 2},
+        ]
+        assert replies[3] == {
+            "error": "too many messages: at most 5 a second (bursts of 3);"
+            " messages are dropped until you slow down"
+        }
+        time.sleep(0.5)  # Tokens come back: the client may move again.
+        alex.send(json.dumps({"i": 99}))
+        assert users_named(recv_json(alex))["Alex"] == {"i": 99}
+
+
+def test_persistent_excess_closes_with_1008(start_server: Any) -> None:
+    server = start_server(rate_limit=20, rate_burst=10)
+    with join(server.url("/?username=Bob")) as bob, join(
+        server.url("/?username=Flood")
+    ) as flood:
         with pytest.raises(ConnectionClosed):
-            alex.recv(timeout=TIMEOUT)
-    assert alex.close_code == 1009
-    assert alex.close_reason == "message is larger than 100 bytes"
+            for i in range(10_000):
+                flood.send(json.dumps({"i": i}))
+                time.sleep(0.005)
+        assert flood.close_code == 1008
+        assert flood.close_reason == "message rate above 20 a second for too long"
+        bob.send('{"x": 1}')
+        seen = collect_until(bob, lambda s: users_named(s).get("Bob") == {"x": 1})
+    assert seen and users_named(seen[-1]) == {
+        "Bob": {"x": 1}
+    }, f"Bob's move after Flood was closed never reached him: {seen[-3:]}"
 
 
-def test_the_limit_counts_fragments_together(start_server: Any) -> None:
-    server = start_server(max_message_size=100)
+# ---------------------------------------------------------------- leaving
+
+
+def test_eof_without_close_makes_the_user_leave(server: RunningServer) -> None:
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
-        alex.send(iter(['{"pad": "', "x" * 40, "x" * 40, '"}']))  # 91 bytes
-        assert len(users_named(recv_json(alex))["Alex"]["pad"]) == 80
-        with pytest.raises(ConnectionClosed):
-            # The server may close before the last fragment is even sent.
-            alex.send(iter(['{"pad": "', "x" * 50, "x" * 50, '"}']))  # 111 bytes
-            alex.recv(timeout=TIMEOUT)
-    assert alex.close_code == 1009
+        with RawClient(server.port) as client:
+            client.handshake("/?username=Bob")
+            recv_until(alex, lambda s: len(s) == 2)
+        # The raw socket closed without a close frame.
+        assert users_named(recv_until(alex, lambda s: len(s) == 1)) == {"Alex": {}}
 
 
-def test_many_users_at_once_all_end_with_their_last_state(
+def test_a_connection_reset_by_the_client_makes_it_leave_and_costs_others_nothing(
     server: RunningServer,
 ) -> None:
-    count, moves = 20, 10
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        raw.sendall(upgrade_request("/?username=Bob"))
+        recv_until(alex, lambda s: len(s) == 2)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.close()  # RST, not FIN.
+        seen = collect_until(alex, lambda s: len(s) == 1)
+        assert seen and users_named(seen[-1]) == {
+            "Alex": {}
+        }, f"Bob never left after his reset: {seen}"
+        alex.send('{"x": 1}')
+        assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
 
-    def user(n: int) -> None:
-        try:
-            with join(server.url(f"/?username=user{n}")) as ws:
-                recv_json(ws)
-                barrier.wait(TIMEOUT)
-                for i in range(moves):
-                    ws.send(json.dumps({"x": n, "y": i}))
-                # The last update anyone makes is broadcast to all, and
-                # nobody leaves before everyone has seen it.
-                final = recv_until(
-                    ws,
-                    lambda s: len(s) == count
-                    and all(st.get("y") == moves - 1 for st in users_named(s).values()),
-                )
-                assert users_named(final)[f"user{n}"] == {"x": n, "y": moves - 1}
-                barrier.wait(TIMEOUT)
-        except BaseException as exc:  # noqa: B036 - reported below
-            errors.append(exc)
 
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(4 * TIMEOUT)
-    assert not errors, errors
+def test_a_protocol_violation_closes_one_user_and_keeps_the_others(
+    server: RunningServer,
+) -> None:
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        alex.send('{"x": 1}')
+        recv_json(alex)
+        with RawClient(server.port) as client:
+            client.handshake("/?username=Mallory")
+            client.send(frame(OP_TEXT, b"{}", rsv=2))
+            assert client.read_close()[0] == 1002
+        snapshot = recv_until(alex, lambda s: len(s) == 1)
+        assert users_named(snapshot) == {"Alex": {"x": 1}}
+        alex.send('{"x": 2}')
+        assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}
+
+
+def test_a_bad_message_costs_others_nothing(server: RunningServer) -> None:
+    with join(server.url("/?username=Alex")) as alex, join(
+        server.url("/?username=Bob")
+    ) as bob:
+        recv_until(alex, lambda s: len(s) == 2)
+        recv_until(bob, lambda s: len(s) == 2)
+        alex.send('{"x": 1}')
+        recv_until(bob, lambda s: users_named(s)["Alex"] == {"x": 1})
+        bob.send("}{")
+        assert "error" in recv_json(bob)
+        bob.send(b"\x00binary")
+        with pytest.raises(ConnectionClosed):
+            recv_json(bob)
+        assert bob.close_code == 1003
+        # Alex keeps the connection and the state; Bob's departure is seen.
+        snapshot = recv_until(alex, lambda s: len(s) == 1)
+        assert users_named(snapshot) == {"Alex": {"x": 1}}
+        alex.send('{"x": 2}')
+        assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}
