@@ -10,30 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
-from .clients import join, recv_json, recv_until, users_named
+from .clients import join, recv_json, users_named
 from .conftest import TIMEOUT
-from .rawws import RawClient, upgrade_request
-
-
-def test_more_than_100_headers_get_431_in_plain_text(start_server: Any) -> None:
-    server = start_server()
-    with RawClient(server.port) as client:
-        client.send(upgrade_request(extra="X-A: b\r\n" * 101))
-        response = client.read_response()
-    assert response.status == 431
-    assert response.headers["content-type"] == "text/plain; charset=utf-8"
-    assert response.body == b"Too many headers\n"
-
-
-def test_the_handshake_deadline_spares_an_open_websocket(start_server: Any) -> None:
-    server = start_server(handshake_timeout=0.3)
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        time.sleep(1.0)  # Three deadlines go by.
-        alex.send('{"x": 1}')
-        assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
+from .rawws import RawClient
 
 
 def test_a_tls_client_that_never_says_hello_is_dropped(
@@ -53,45 +33,6 @@ def test_a_tls_client_that_never_says_hello_is_dropped(
             assert s.recv(4096) == b""
         except ConnectionResetError:
             pass
-
-
-def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
-    start_server: Any,
-) -> None:
-    before = threading.active_count()
-    server = start_server(
-        broadcast_interval=0, rate_limit=0, send_timeout=30, close_timeout=0.5
-    )
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        stalled = RawClient(server.port)
-        stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.handshake("/?username=Stalled")  # ...and never reads again.
-        recv_until(alex, lambda s: len(s) == 2)
-        pad = "x" * 8000
-        session = next(
-            c
-            for c in server.server.websockets.clients
-            if getattr(c.context, "username", None) == "Stalled"
-        )
-        deadline = time.monotonic() + 3 * TIMEOUT
-        while not session.protocol.pending_bytes:  # Until its buffers are full.
-            assert time.monotonic() < deadline
-            alex.send(f'{{"pad": "{pad}"}}')
-            recv_json(alex)
-        stopper = threading.Thread(target=server.stop)
-        stopper.start()
-        with pytest.raises(ConnectionClosed):
-            while True:
-                alex.recv(timeout=TIMEOUT)
-        assert alex.close_code == 1001
-        stopper.join(3 * TIMEOUT)
-        assert not stopper.is_alive()
-        stalled.close()
-    deadline = time.monotonic() + TIMEOUT
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() == before, threading.enumerate()
 
 
 def test_a_client_flooding_pings_without_reading_is_dropped(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -25,7 +24,6 @@ from .rawws import (
     RawClient,
     close_frame,
     frame,
-    upgrade_request,
 )
 
 
@@ -56,29 +54,6 @@ def test_close_without_a_status_code_is_answered_with_an_empty_close(
         client.send(frame(OP_CLOSE))
         assert client.read_frame() == (OP_CLOSE, True, b"")
         assert client.at_eof()
-
-
-def test_frame_in_the_same_packet_as_the_handshake_is_not_lost(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.send(upgrade_request("/echo") + frame(OP_TEXT, b"early bird"))
-        assert client.read_response().status == 101
-        assert client.read_frame() == (OP_TEXT, True, b"early bird")
-
-
-def test_state_in_the_same_packet_as_the_handshake_is_applied(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.send(upgrade_request() + frame(OP_TEXT, b'{"x": 7, "y": 8}'))
-        assert client.read_response().status == 101
-        # The join and the update may come as one coalesced snapshot.
-        while True:
-            snapshot = json.loads(client.read_frame()[2])
-            if users_named(snapshot) != {"Alex": {}}:
-                break
-    assert users_named(snapshot) == {"Alex": {"x": 7, "y": 8}}
 
 
 @pytest.mark.parametrize(
@@ -231,24 +206,6 @@ def test_closing_handshake_ends_with_the_server_closing_tcp_first(
         assert client.read_close() == (1000, "")
         client.sock.settimeout(TIMEOUT)
         assert client.sock.recv(1) == b""  # FIN from the server.
-
-
-def test_server_shutdown_closes_every_websocket_with_1001(
-    start_server: Any,
-) -> None:
-    server = start_server()
-    with join(server.url("/?username=Alex")) as alex, join(server.url("/echo")) as echo:
-        recv_json(alex)
-        stopper = threading.Thread(target=server.stop)
-        stopper.start()
-        for ws in (alex, echo):
-            with pytest.raises(ConnectionClosed):
-                while True:
-                    ws.recv(timeout=TIMEOUT)
-        stopper.join(TIMEOUT)
-    assert (alex.close_code, alex.close_reason) == (1001, "server shutting down")
-    assert echo.close_code == 1001
-    assert not stopper.is_alive()
 
 
 def test_an_idle_client_is_pinged_and_stays_if_it_answers(start_server: Any) -> None:

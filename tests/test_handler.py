@@ -1,18 +1,138 @@
-"""Limits that protect the server: timeouts, header size, capacity, rate."""
+"""Plain HTTP, over raw sockets: the request handler's own answers and limits.
+
+Everything that is not a WebSocket upgrade: 404 with a hint, 405, HEAD,
+keep-alive, http.server's own errors in plain text, the cap on the request
+head (414, 431) and the deadline for it. Upgrades are in test_upgrade.py and
+the demo page's files in test_assets.py.
+"""
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .clients import join, recv_json
+from .clients import join, recv_json, users_named
 from .conftest import TIMEOUT, RunningServer
-from .rawws import RawClient, upgrade_request
+from .rawws import HTTPResponse, RawClient, read_until_closed, upgrade_request
+
+
+def exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str], str]:
+    with RawClient(server.port) as client:
+        client.send(request)
+        response = client.read_response()
+        return response.status, response.headers, response.body.decode()
+
+
+def head(server: RunningServer, target: str) -> HTTPResponse:
+    """A HEAD request: the response head, and a check that no body follows."""
+    request = f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1")
+    with RawClient(server.port) as client:
+        client.send(request)
+        while b"\r\n\r\n" not in client.buffer:
+            assert client._fill(), client.buffer
+        head, rest = client.buffer.split(b"\r\n\r\n", 1)
+        status, headers = parse_head(head)
+        if headers.get("connection") == "close":
+            assert client.at_eof()
+            assert client.buffer == head + b"\r\n\r\n", "a body followed the head"
+        else:  # The next response must follow the head at once.
+            client.send(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+            while not rest.startswith(b"HTTP/") or b"\r\n\r\n" not in rest:
+                assert client._fill(), client.buffer
+                rest = client.buffer.split(b"\r\n\r\n", 1)[1]
+            assert rest.startswith(b"HTTP/1.1 404 Not Found\r\n"), rest
+    return HTTPResponse(status, headers, b"")
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers
+
+
+# ---------------------------------------------------------------- answers
+
+
+def test_plain_get_of_an_unknown_path_is_404(server: RunningServer) -> None:
+    status, _, body = exchange(server, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 404
+    assert "ws://HOST:PORT/?username=NAME" in body
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_405(server: RunningServer, method: str) -> None:
+    request = f"{method} / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
+    status, headers, body = exchange(server, request)
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+    assert body == f"method {method} is not allowed; use GET\n"
+
+
+def test_post_with_upgrade_headers_is_405(server: RunningServer) -> None:
+    request = upgrade_request().replace(b"GET ", b"POST ", 1)
+    assert exchange(server, request)[0] == 405
+
+
+def test_head_sends_the_headers_of_get_and_no_body(server: RunningServer) -> None:
+    response = head(server, "/static/app.js")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    status, headers, body = exchange(
+        server, b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert response.headers["content-length"] == headers["content-length"]
+    assert headers["content-length"] == str(len(body.encode()))
+
+
+def test_head_of_an_unknown_path_is_404_without_body(server: RunningServer) -> None:
+    response = head(server, "/nothing-here")
+    assert response.status == 404
+    assert response.body == b""
+
+
+def test_keep_alive_serves_a_second_request_on_the_same_connection(
+    server: RunningServer,
+) -> None:
+    with RawClient(server.port) as client:
+        request = b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n"
+        client.send(request + request)
+        first = client.read_response()
+        second = client.read_response()
+    assert first.status == second.status == 200
+    assert first.body == second.body
+    assert first.body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "body"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, b"Bad request syntax ('GARBAGE')\n"),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"Invalid HTTP version (2.0)\n"),
+        (
+            b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n",
+            501,
+            b"Unsupported method ('BREW')\n",
+        ),
+    ],
+)
+def test_http_servers_own_errors_are_plain_text(
+    server: RunningServer, request_bytes: bytes, status: int, body: bytes
+) -> None:
+    with RawClient(server.port) as client:
+        client.send(request_bytes)
+        response = client.read_response()
+    assert response.status == status
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.body == body
+
+
+# ---------------------------------------------------------------- the head's deadline
 
 
 def test_a_client_that_never_finishes_its_request_is_dropped(
@@ -53,8 +173,22 @@ def test_an_idle_connection_that_sends_nothing_is_dropped(start_server: Any) -> 
     server = start_server(handshake_timeout=0.3)
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as s:
         started = time.monotonic()
-        assert s.recv(1) == b""
-        assert time.monotonic() - started < 2
+        received, how = read_until_closed(s)
+        elapsed = time.monotonic() - started
+    assert (received, how) == (b"", "eof"), "an idle connection was not dropped"
+    assert elapsed < 2
+
+
+def test_the_handshake_deadline_spares_an_open_websocket(start_server: Any) -> None:
+    server = start_server(handshake_timeout=0.3)
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        time.sleep(1.0)  # Three deadlines go by.
+        alex.send('{"x": 1}')
+        assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
+
+
+# ---------------------------------------------------------------- the head's size
 
 
 def test_headers_over_the_cap_get_431(start_server: Any) -> None:
@@ -82,84 +216,10 @@ def test_a_request_line_over_the_cap_gets_414(start_server: Any) -> None:
     assert response.body == b"the request line is longer than 1024 bytes\n"
 
 
-@pytest.mark.parametrize(
-    ("request_bytes", "status", "body"),
-    [
-        (b"GARBAGE\r\n\r\n", 400, b"Bad request syntax ('GARBAGE')\n"),
-        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"Invalid HTTP version (2.0)\n"),
-        (
-            b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n",
-            501,
-            b"Unsupported method ('BREW')\n",
-        ),
-    ],
-)
-def test_http_servers_own_errors_are_plain_text(
-    server: RunningServer, request_bytes: bytes, status: int, body: bytes
-) -> None:
+def test_more_than_100_headers_get_431_in_plain_text(server: RunningServer) -> None:
     with RawClient(server.port) as client:
-        client.send(request_bytes)
+        client.send(upgrade_request(extra="X-A: b\r\n" * 101))
         response = client.read_response()
-    assert response.status == status
+    assert response.status == 431
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
-    assert response.body == body
-
-
-def test_beyond_max_connections_upgrades_get_503_with_retry_after(
-    start_server: Any,
-) -> None:
-    server = start_server(max_connections=2)
-    with join(server.url("/?username=A")) as a, join(server.url("/echo")) as b:
-        recv_json(a)
-        with RawClient(server.port) as client:
-            client.send(upgrade_request("/?username=C"))
-            response = client.read_response()
-        assert response.status == 503
-        assert response.headers["retry-after"] == "5"
-        assert response.body == b"the server is full: 2 WebSockets are open\n"
-        b.send("still fine")
-        assert b.recv(timeout=TIMEOUT) == "still fine"
-    # Slots come back when connections close.
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            with join(server.url("/?username=D")) as d:
-                assert len(recv_json(d)) == 1
-            break
-        except InvalidStatus:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-
-
-def test_shutdown_answers_handshakes_in_flight_with_503_and_leaves_no_thread(
-    start_server: Any,
-) -> None:
-    before = threading.active_count()
-    server = start_server(handshake_timeout=5)
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        partial = RawClient(server.port)
-        request = upgrade_request("/?username=Late")
-        partial.send(request[:-2])  # The head is not finished yet.
-        idle = socket.create_connection(("127.0.0.1", server.port))
-        time.sleep(0.2)
-        stopper = threading.Thread(target=server.stop)
-        stopper.start()
-        with pytest.raises(ConnectionClosed):
-            while True:
-                alex.recv(timeout=TIMEOUT)
-        assert alex.close_code == 1001
-        try:
-            partial.send(request[-2:])
-            status = partial.read_response().status
-        except OSError:
-            status = None  # Cut before it finished: also a refusal.
-        assert status in (503, None)
-        stopper.join(3 * TIMEOUT)
-        assert not stopper.is_alive()
-        partial.close()
-        idle.close()
-    deadline = time.monotonic() + TIMEOUT
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() == before, threading.enumerate()
+    assert response.body == b"Too many headers\n"

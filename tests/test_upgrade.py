@@ -1,13 +1,31 @@
-"""The opening handshake and plain HTTP, over raw sockets."""
+"""The upgrade, as a client sees it: 101, or a refusal with its reason.
+
+The WebSocket server checks each upgrade request against RFC 6455 and the
+endpoint's own rules (400, 426, 403), admits it or not (503), answers 101 and
+hands the bytes that came with the request to the connection. The rules
+themselves, for every input, are in test_handshake.py.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
-from .conftest import RunningServer
-from .rawws import KEY, RawClient, accept_value, upgrade_request
+from .clients import join, recv_json, users_named
+from .conftest import TIMEOUT, RunningServer
+from .rawws import (
+    KEY,
+    OP_TEXT,
+    RawClient,
+    accept_value,
+    frame,
+    upgrade_request,
+)
 
 
 def exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str], str]:
@@ -116,26 +134,6 @@ def test_compression_is_declined_unless_enabled(server: RunningServer) -> None:
     assert "sec-websocket-extensions" not in headers
 
 
-def test_plain_get_of_an_unknown_path_is_404(server: RunningServer) -> None:
-    status, _, body = exchange(server, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert status == 404
-    assert "ws://HOST:PORT/?username=NAME" in body
-
-
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
-def test_other_methods_are_405(server: RunningServer, method: str) -> None:
-    request = f"{method} / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
-    status, headers, body = exchange(server, request)
-    assert status == 405
-    assert headers["allow"] == "GET, HEAD"
-    assert body == f"method {method} is not allowed; use GET\n"
-
-
-def test_post_with_upgrade_headers_is_405(server: RunningServer) -> None:
-    request = upgrade_request().replace(b"GET ", b"POST ", 1)
-    assert exchange(server, request)[0] == 405
-
-
 def test_http_1_0_upgrade_is_400(server: RunningServer) -> None:
     request = upgrade_request().replace(b"HTTP/1.1", b"HTTP/1.0", 1)
     status, _, body = exchange(server, request)
@@ -143,3 +141,109 @@ def test_http_1_0_upgrade_is_400(server: RunningServer) -> None:
         400,
         "a WebSocket handshake needs HTTP/1.1, not HTTP/1.0\n",
     )
+
+
+def test_an_unsplittable_request_target_gets_400(server: RunningServer) -> None:
+    # Bug 1 (found by fuzzing): the client got no response at all.
+    status, _, body = exchange(server, upgrade_request("http://[::1/?username=x"))
+    assert status == 400
+    assert body.startswith("the request target is not a valid URL")
+
+
+def test_a_non_ascii_key_gets_400(server: RunningServer) -> None:
+    # Bug 2 (found by fuzzing): the client got no response at all.
+    request = upgrade_request("/echo", key="\xe9" * 24)  # latin-1 bytes
+    status, _, body = exchange(server, request)
+    assert status == 400
+    assert "Sec-WebSocket-Key must be 16 random bytes" in body
+
+
+def test_a_bad_deflate_offer_is_declined_not_dropped(start_server: Any) -> None:
+    # Bug 3 (found by fuzzing): with --compression the client got no
+    # response at all. RFC 7692 section 5: decline the offer and go on
+    # without the extension.
+    server = start_server(compression=True)
+    extra = (
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=abc\r\n"
+    )
+    status, headers, _ = exchange(server, upgrade_request("/echo", extra=extra))
+    assert status == 101
+    assert "sec-websocket-extensions" not in headers
+
+
+def test_compression_is_negotiated_when_enabled(start_server: Any) -> None:
+    server = start_server(compression=True)
+    extra = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    status, headers, _ = exchange(server, upgrade_request("/echo", extra=extra))
+    assert status == 101
+    assert headers["sec-websocket-extensions"].startswith("permessage-deflate")
+
+
+# ---------------------------------------------------------------- admission
+
+
+def test_beyond_max_connections_upgrades_get_503_with_retry_after(
+    start_server: Any,
+) -> None:
+    server = start_server(max_connections=2)
+    with join(server.url("/?username=A")) as a, join(server.url("/echo")) as b:
+        recv_json(a)
+        status, headers, body = exchange(server, upgrade_request("/?username=C"))
+        assert status == 503
+        assert headers["retry-after"] == "5"
+        assert body == "the server is full: 2 WebSockets are open\n"
+        b.send("still fine")
+        assert b.recv(timeout=TIMEOUT) == "still fine"
+    # Slots come back when connections close (their threads end soon after).
+    refusals = []
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with join(server.url("/?username=D")) as d:
+                snapshot = recv_json(d)
+            break
+        except InvalidStatus as exc:
+            refusals.append(exc.response.status_code)
+            time.sleep(0.05)
+    else:
+        raise AssertionError(f"no slot came back in {TIMEOUT} s: {refusals}")
+    assert users_named(snapshot) == {"D": {}}
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_echo_is_at_echo_and_the_presence_app_at_every_other_path(
+    server: RunningServer,
+) -> None:
+    with join(server.url("/echo?anything=1")) as echo:
+        echo.send("ping")
+        assert echo.recv(timeout=TIMEOUT) == "ping"
+    with join(server.url("/rooms/7?username=Alex")) as alex:
+        assert users_named(recv_json(alex)) == {"Alex": {}}
+
+
+# ---------------------------------------------------------------- hand-over
+
+
+def test_frame_in_the_same_packet_as_the_handshake_is_not_lost(
+    server: RunningServer,
+) -> None:
+    with RawClient(server.port) as client:
+        client.send(upgrade_request("/echo") + frame(OP_TEXT, b"early bird"))
+        assert client.read_response().status == 101
+        assert client.read_frame() == (OP_TEXT, True, b"early bird")
+
+
+def test_state_in_the_same_packet_as_the_handshake_is_applied(
+    server: RunningServer,
+) -> None:
+    with RawClient(server.port) as client:
+        client.send(upgrade_request() + frame(OP_TEXT, b'{"x": 7, "y": 8}'))
+        assert client.read_response().status == 101
+        # The join and the update may come as one coalesced snapshot.
+        while True:
+            snapshot = json.loads(client.read_frame()[2])
+            if users_named(snapshot) != {"Alex": {}}:
+                break
+    assert users_named(snapshot) == {"Alex": {"x": 7, "y": 8}}
