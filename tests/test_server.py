@@ -700,7 +700,8 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
 
     # Connections the server's deadlines must end: a head that never ends,
     # nothing at all, and a WebSocket that never answers a ping.
-    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    address = ("127.0.0.1", running.port)
+    idle = [socket.create_connection(address, timeout=TIMEOUT) for _ in range(3)]
     idle[0].sendall(b"GET /?username=Slow HTTP/1.1\r\nHost: x\r\n")
     idle[2].sendall(request(random.Random(0), "/echo", False))
 
