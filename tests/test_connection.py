@@ -81,21 +81,23 @@ def test_close_without_a_status_code_is_answered_with_an_empty_close(
         assert client.at_eof()
 
 
+#: A protocol violation and the reason wsproto gives for it.
+VIOLATIONS = [
+    (frame(OP_TEXT, b"hi", mask=False), "server received unexpected unmasked frame"),
+    (frame(0x3, b"hi"), "Invalid opcode 0x3"),
+    (frame(OP_TEXT, b"hi", rsv=4), "Reserved bit set unexpectedly"),
+    (frame(OP_CONT, b"hi"), "unexpected CONTINUATION"),
+    (frame(OP_PING, b"", fin=False), "Invalid attempt to fragment control frame"),
+    (frame(OP_PING, b"x" * 126), "Control frame with payload len > 125"),
+    (frame(OP_CLOSE, b"\x03"), "CLOSE with 1 byte payload"),
+    (close_frame(999), "CLOSE with invalid code"),
+]
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
-    [
-        (
-            frame(OP_TEXT, b"hi", mask=False),
-            "server received unexpected unmasked frame",
-        ),
-        (frame(0x3, b"hi"), "Invalid opcode 0x3"),
-        (frame(OP_TEXT, b"hi", rsv=4), "Reserved bit set unexpectedly"),
-        (frame(OP_CONT, b"hi"), "unexpected CONTINUATION"),
-        (frame(OP_PING, b"", fin=False), "Invalid attempt to fragment control frame"),
-        (frame(OP_PING, b"x" * 126), "Control frame with payload len > 125"),
-        (frame(OP_CLOSE, b"\x03"), "CLOSE with 1 byte payload"),
-        (close_frame(999), "CLOSE with invalid code"),
-    ],
+    # Named by the reason: the frames' masks are random.
+    [pytest.param(data, reason, id=reason) for data, reason in VIOLATIONS],
 )
 def test_protocol_violations_close_with_1002(
     server: RunningServer, data: bytes, reason: str
