@@ -52,6 +52,9 @@ def connection_threads_end(server: RunningServer) -> bool:
     return server.server.websockets.wait_closed(TIMEOUT)
 
 
+# ----------------------------------------------- control frames and closing
+
+
 def test_ping_is_answered_with_a_pong_carrying_the_same_payload(
     server: RunningServer,
 ) -> None:
@@ -79,6 +82,31 @@ def test_close_without_a_status_code_is_answered_with_an_empty_close(
         client.send(frame(OP_CLOSE))
         assert client.read_frame() == (OP_CLOSE, True, b"")
         assert client.at_eof()
+
+
+def test_closing_handshake_ends_with_the_server_closing_tcp_first(
+    server: RunningServer,
+) -> None:
+    with RawClient(server.port) as client:
+        client.handshake()
+        client.read_frame()
+        client.send(close_frame(1000))
+        assert client.read_close() == (1000, "")
+        # FIN from the server, without waiting for ours.
+        assert read_until_closed(client.sock) == (b"", "eof")
+
+
+def test_a_client_that_never_answers_our_close_is_dropped(start_server: Any) -> None:
+    server = start_server(close_timeout=0.3)
+    with RawClient(server.port) as client:
+        client.handshake()
+        client.read_frame()
+        client.send(frame(OP_BINARY, b"x"))  # Presence: 1003, then silence.
+        assert client.read_close()[0] == 1003
+        assert client.at_eof()
+
+
+# ---------------------------------------------------------- protocol errors
 
 
 #: A protocol violation and the reason wsproto gives for it.
@@ -129,6 +157,9 @@ def test_invalid_utf8_split_across_fragments_closes_with_1007(
         assert client.read_close()[0] == 1007
 
 
+# ------------------------------------------------ messages and their limits
+
+
 def test_echo_handles_a_message_split_into_many_frames(server: RunningServer) -> None:
     with RawClient(server.port) as client:
         client.handshake("/echo")
@@ -149,6 +180,25 @@ def test_pings_between_fragments_are_answered(server: RunningServer) -> None:
         client.send(frame(OP_CONT, b"two", fin=True))
         assert client.read_frame() == (OP_PONG, True, b"p")
         assert client.read_frame() == (OP_TEXT, True, b"one two")
+
+
+def test_too_many_fragments_in_one_message_close_with_1008(
+    start_server: Any,
+) -> None:
+    server = start_server(max_message_size=1024)  # 64 fragments at most
+    with RawClient(server.port) as client:
+        client.handshake("/echo")
+        data = frame(OP_TEXT, b"", fin=False)
+        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(62))
+        client.send(data + frame(OP_CONT, b"ok", fin=True))  # 64 frames
+        assert client.read_frame() == (OP_TEXT, True, b"ok")
+        data = frame(OP_TEXT, b"", fin=False)
+        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(64))
+        client.send(data)
+        assert client.read_close() == (
+            1008,
+            "message split into more than 64 fragments",
+        )
 
 
 def test_a_message_over_the_limit_closes_with_1009_without_waiting_for_it(
@@ -191,6 +241,9 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(start_server: Any) -> N
     assert code == 1009, reason
     # Was: about 190 MiB, for one 64 KiB frame.
     assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB to refuse 64 KiB"
+
+
+# ---------------------------------------------------- the endpoint's errors
 
 
 class BrokenEcho(EchoApp):
@@ -245,26 +298,7 @@ def test_a_close_error_from_the_endpoint_closes_with_its_code(
     assert not caplog.records  # An app's own close is not an error.
 
 
-def test_a_client_that_never_answers_our_close_is_dropped(start_server: Any) -> None:
-    server = start_server(close_timeout=0.3)
-    with RawClient(server.port) as client:
-        client.handshake()
-        client.read_frame()
-        client.send(frame(OP_BINARY, b"x"))  # Presence: 1003, then silence.
-        assert client.read_close()[0] == 1003
-        assert client.at_eof()
-
-
-def test_closing_handshake_ends_with_the_server_closing_tcp_first(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake()
-        client.read_frame()
-        client.send(close_frame(1000))
-        assert client.read_close() == (1000, "")
-        # FIN from the server, without waiting for ours.
-        assert read_until_closed(client.sock) == (b"", "eof")
+# ---------------------------------------------------------------- keepalive
 
 
 def test_an_idle_client_is_pinged_and_stays_if_it_answers(start_server: Any) -> None:
@@ -312,26 +346,7 @@ def test_websockets_client_stays_connected_across_pings(start_server: Any) -> No
         assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
 
 
-def test_too_many_fragments_in_one_message_close_with_1008(
-    start_server: Any,
-) -> None:
-    server = start_server(max_message_size=1024)  # 64 fragments at most
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        data = frame(OP_TEXT, b"", fin=False)
-        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(62))
-        client.send(data + frame(OP_CONT, b"ok", fin=True))  # 64 frames
-        assert client.read_frame() == (OP_TEXT, True, b"ok")
-        data = frame(OP_TEXT, b"", fin=False)
-        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(64))
-        client.send(data)
-        assert client.read_close() == (
-            1008,
-            "message split into more than 64 fragments",
-        )
-
-
-# ---------------------------------------------------------------- dropping
+# -------------------------------------------------------- dropping a client
 
 
 def test_a_client_flooding_pings_without_reading_is_dropped(
