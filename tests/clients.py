@@ -62,3 +62,11 @@ def read_until_closed(ws: ClientConnection) -> list[str | bytes]:
             messages.append(ws.recv(timeout=TIMEOUT))
     except (ConnectionClosed, TimeoutError):
         return messages
+
+
+def last_until(ws: ClientConnection, predicate: Any) -> Any:
+    """The first message (as JSON) that satisfies ``predicate``, else the last
+    that came before TIMEOUT seconds of silence (``{}`` if none did): for an
+    assertion on what arrived."""
+    messages = collect_until(ws, predicate)
+    return messages[-1] if messages else {}

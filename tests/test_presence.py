@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .clients import collect_until, join, recv_json, recv_until, users_named
+from .clients import join, last_until, recv_json, recv_until, users_named
 from .conftest import TIMEOUT, RunningServer
 from .rawws import OP_TEXT, RawClient, frame, upgrade_request
 from .strictjson import strict_json
@@ -69,10 +69,10 @@ def test_two_users_see_each_other_join_move_and_leave(server: RunningServer) -> 
             assert set(users_named(recv_json(bob))) == {"Alex", "Bob"}
             assert set(users_named(recv_json(alex))) == {"Alex", "Bob"}
             bob.send(json.dumps({"x": 5, "y": 6}))
-            seen = recv_until(alex, lambda s: users_named(s)["Bob"] != {})
-            assert users_named(seen)["Bob"] == {"x": 5, "y": 6}
-        left = recv_until(alex, lambda s: len(s) == 1)
-        assert users_named(left) == {"Alex": {}}
+            seen = last_until(alex, lambda s: users_named(s)["Bob"] != {})
+            assert users_named(seen) == {"Alex": {}, "Bob": {"x": 5, "y": 6}}
+        left = last_until(alex, lambda s: len(s) == 1)
+        assert users_named(left) == {"Alex": {}}, "Bob's leaving was not seen"
 
 
 def test_each_connection_gets_its_own_uuid_even_with_one_name(
@@ -91,7 +91,7 @@ def test_many_users_at_once_all_end_with_their_last_state(
 ) -> None:
     count, moves = 20, 10
     errors: list[BaseException] = []
-    finals: dict[int, list[Any]] = {}
+    finals: dict[int, Any] = {}
     barrier = threading.Barrier(count)
 
     def everyone_done(snapshot: dict[str, Any]) -> bool:
@@ -110,7 +110,7 @@ def test_many_users_at_once_all_end_with_their_last_state(
                     ws.send(json.dumps({"x": n, "y": i}))
                 # The last update anyone makes is broadcast to all, and
                 # nobody leaves before everyone has seen it.
-                finals[n] = collect_until(ws, everyone_done)
+                finals[n] = last_until(ws, everyone_done)
                 barrier.wait(TIMEOUT)
         except BaseException as exc:  # noqa: B036 - reported below
             errors.append(exc)
@@ -121,8 +121,7 @@ def test_many_users_at_once_all_end_with_their_last_state(
     for thread in threads:
         thread.join(4 * TIMEOUT)
     assert not errors, errors
-    last = {n: finals[n][-1] if finals.get(n) else {} for n in range(count)}
-    missed = [n for n, snapshot in last.items() if not everyone_done(snapshot)]
+    missed = [n for n in range(count) if not everyone_done(finals.get(n, {}))]
     assert not missed, f"users who never saw everyone's last state: {missed}"
 
 
@@ -251,9 +250,8 @@ def test_persistent_excess_closes_with_1008(start_server: Any) -> None:
         assert flood.close_code == 1008
         assert flood.close_reason == "message rate above 20 a second for too long"
         bob.send('{"x": 1}')
-        seen = collect_until(bob, lambda s: users_named(s).get("Bob") == {"x": 1})
-    last = users_named(seen[-1]) if seen else {}
-    assert last.get("Bob") == {"x": 1}, f"Bob's move never reached him: {seen[-3:]}"
+        last = last_until(bob, lambda s: users_named(s).get("Bob") == {"x": 1})
+    assert users_named(last).get("Bob") == {"x": 1}, "Bob's move never reached him"
 
 
 # ---------------------------------------------------------------- leaving
@@ -266,7 +264,8 @@ def test_eof_without_close_makes_the_user_leave(server: RunningServer) -> None:
             client.handshake("/?username=Bob")
             recv_until(alex, lambda s: len(s) == 2)
         # The raw socket closed without a close frame.
-        assert users_named(recv_until(alex, lambda s: len(s) == 1)) == {"Alex": {}}
+        left = last_until(alex, lambda s: len(s) == 1)
+        assert users_named(left) == {"Alex": {}}, "Bob's leaving was not seen"
 
 
 def test_a_connection_reset_by_the_client_makes_it_leave_and_costs_others_nothing(
@@ -279,9 +278,8 @@ def test_a_connection_reset_by_the_client_makes_it_leave_and_costs_others_nothin
         recv_until(alex, lambda s: len(s) == 2)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         raw.close()  # RST, not FIN.
-        seen = collect_until(alex, lambda s: len(s) == 1)
-        last = users_named(seen[-1]) if seen else {}
-        assert last == {"Alex": {}}, f"Bob never left after his reset: {seen}"
+        left = last_until(alex, lambda s: len(s) == 1)
+        assert users_named(left) == {"Alex": {}}, "Bob never left after his reset"
         alex.send('{"x": 1}')
         assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
 
@@ -297,8 +295,8 @@ def test_a_protocol_violation_closes_one_user_and_keeps_the_others(
             client.handshake("/?username=Mallory")
             client.send(frame(OP_TEXT, b"{}", rsv=2))
             assert client.read_close()[0] == 1002
-        snapshot = recv_until(alex, lambda s: len(s) == 1)
-        assert users_named(snapshot) == {"Alex": {"x": 1}}
+        snapshot = last_until(alex, lambda s: len(s) == 1)
+        assert users_named(snapshot) == {"Alex": {"x": 1}}, "Mallory did not leave"
         alex.send('{"x": 2}')
         assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}
 
@@ -318,7 +316,7 @@ def test_a_bad_message_costs_others_nothing(server: RunningServer) -> None:
             recv_json(bob)
         assert bob.close_code == 1003
         # Alex keeps the connection and the state; Bob's departure is seen.
-        snapshot = recv_until(alex, lambda s: len(s) == 1)
-        assert users_named(snapshot) == {"Alex": {"x": 1}}
+        snapshot = last_until(alex, lambda s: len(s) == 1)
+        assert users_named(snapshot) == {"Alex": {"x": 1}}, "Bob did not leave"
         alex.send('{"x": 2}')
         assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}

@@ -20,7 +20,7 @@ import pytest
 
 trustme = pytest.importorskip("trustme")
 
-from .clients import collect_until, join, recv_json, users_named  # noqa: E402
+from .clients import join, last_until, recv_json, users_named  # noqa: E402
 from .conftest import TIMEOUT  # noqa: E402
 from .rawws import read_until_closed, upgrade_request  # noqa: E402
 
@@ -64,11 +64,10 @@ def test_presence_over_wss(tls_server: Any, client_context: ssl.SSLContext) -> N
         with join(tls_server.url("/?username=Bob"), ssl=client_context) as bob:
             recv_json(bob)
             bob.send(json.dumps({"x": 1, "y": 2}))
-            seen = collect_until(
+            seen = last_until(
                 alex, lambda s: users_named(s).get("Bob") == {"x": 1, "y": 2}
             )
-    last = users_named(seen[-1]) if seen else {}
-    assert last == {"Alex": {}, "Bob": {"x": 1, "y": 2}}, f"not over wss://: {seen}"
+    assert users_named(seen) == {"Alex": {}, "Bob": {"x": 1, "y": 2}}, seen
 
 
 def test_echo_over_wss_big_and_small(
