@@ -125,7 +125,7 @@ class PresenceApp:
         bytes. Nothing is sent if nothing changed since the last broadcast.
         """
         with self.lock:
-            if not self.users.changed:
+            if not self.users.take_changes():
                 return 0
             self._version += 1
             version = self._version
