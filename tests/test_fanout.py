@@ -284,7 +284,9 @@ def test_interval_zero_sends_one_snapshot_per_message(start_server: Any) -> None
 def test_a_stalled_reader_is_dropped_while_the_others_keep_receiving(
     start_server: Any,
 ) -> None:
-    server = start_server(broadcast_interval=0, send_timeout=1.0, rate_limit=0)
+    server = start_server(
+        broadcast_interval=0, send_timeout=1.0, rate_limit=0, max_state_size=32768
+    )
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
         stalled = RawClient(server.port)
@@ -315,7 +317,9 @@ def test_a_stalled_reader_is_dropped_while_the_others_keep_receiving(
 def test_a_stalled_reader_never_holds_more_than_one_pending_snapshot(
     start_server: Any,
 ) -> None:
-    server = start_server(broadcast_interval=0, send_timeout=30, rate_limit=0)
+    server = start_server(
+        broadcast_interval=0, send_timeout=30, rate_limit=0, max_state_size=32768
+    )
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
         stalled = RawClient(server.port)

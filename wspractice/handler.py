@@ -146,6 +146,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         host, port = self.client_address[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    @property
+    def address(self) -> str:
+        """The client's address, as per-address limits count it."""
+        return str(self.client_address[0])
+
     # ---------------------------------------------------------- connection
 
     def setup(self) -> None:
