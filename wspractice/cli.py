@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="BYTES",
         default=defaults.max_header_size,
-        help="largest request line plus headers; larger requests get 431",
+        help="largest request head: a longer request line gets 414, a request"
+        " line and headers longer together get 431",
     )
     proto = parser.add_argument_group("protocol")
     proto.add_argument(
@@ -259,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--trace",
         action="store_true",
-        help="log the raw handshake, how Sec-WebSocket-Accept is computed, and"
-        " every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
+        help="log each upgrade request's line and headers as http.server parsed"
+        " them, the 101 response as sent, how Sec-WebSocket-Accept is computed,"
+        " and every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
     )
     return parser
 

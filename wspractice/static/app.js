@@ -32,6 +32,11 @@ const BACKOFF_MAX_MS = 10_000;
 // A smaller number means snappier, a larger one smoother.
 const SMOOTHING_MS = 60;
 
+// Names are drawn in white on each user's colour. WCAG 2 level AA asks for
+// a contrast ratio of at least 4.5:1 between text and its background, so
+// every colour is made dark enough for that (see colourOf below).
+const MIN_LABEL_CONTRAST = 4.5;
+
 // The server's rules for a username (see the README): 1 to 64 characters,
 // no control characters. Checked here too, so that a bad name gets a clear
 // message instead of an endless reconnect loop.
@@ -46,6 +51,10 @@ const usernameInput = document.getElementById("username");
 const loginError = document.getElementById("login-error");
 const hintEl = document.getElementById("hint");
 const cursorsEl = document.getElementById("cursors");
+const sessionEl = document.getElementById("session");
+const wsUrlEl = document.getElementById("ws-url");
+const renameButton = document.getElementById("rename");
+const leaveButton = document.getElementById("leave");
 
 // Show where the connection stands. data-state is what the CSS (and the
 // tests) look at: "idle", "connecting", "open" or "closed".
@@ -229,10 +238,52 @@ const me = {
 // ------------------------------------------------------------ drawing
 
 // A colour per user, from their uuid: the same user has the same colour on
-// every screen, and it does not change when they move.
+// every screen, and it does not change when they move. The hue comes from
+// the uuid; the shade is hsl(hue 70% 42%), darkened one step at a time
+// until white text on it has a contrast of at least 4.5:1. Blues, purples
+// and reds pass as they are; yellows, greens and cyans, which look lighter
+// at the same lightness, come out darker.
+const colours = new Map(); // hue -> "rgb(r g b)", worked out once per hue
+
 function colourOf(uuid) {
   const hue = parseInt(uuid.replaceAll("-", "").slice(0, 8), 16) % 360;
-  return `hsl(${hue} 70% 42%)`;
+  let colour = colours.get(hue);
+  if (colour === undefined) {
+    let lightness = 0.42;
+    let rgb = hslToRgb(hue, 0.7, lightness);
+    while (contrastRatio(rgb, [255, 255, 255]) < MIN_LABEL_CONTRAST) {
+      lightness -= 0.01;
+      rgb = hslToRgb(hue, 0.7, lightness);
+    }
+    colour = `rgb(${rgb.join(" ")})`;
+    colours.set(hue, colour);
+  }
+  return colour;
+}
+
+// CSS's hsl() in sRGB, rounded to what the screen shows: [r, g, b], 0-255.
+// (The formula is the one in the CSS Color specification.)
+function hslToRgb(hue, saturation, lightness) {
+  const a = saturation * Math.min(lightness, 1 - lightness);
+  const channel = (n) => {
+    const k = (n + hue / 30) % 12;
+    return Math.round(255 * (lightness - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [channel(0), channel(8), channel(4)];
+}
+
+// WCAG 2's contrast ratio of two sRGB colours: from 1 (the same) to 21
+// (black on white), through each colour's relative luminance.
+function contrastRatio(first, second) {
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.map((value) => {
+      const c = value / 255;
+      return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [light, dark] = [luminance(first), luminance(second)].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
 }
 
 // The users online, in the order they joined. textContent, never innerHTML:
@@ -387,9 +438,57 @@ function join(name) {
     // Storage may be disabled; the name is only a convenience.
   }
   loginForm.hidden = true;
+  loginError.hidden = true;
   hintEl.hidden = false;
+  // The URL this page opens its WebSocket to, for you to try elsewhere
+  // (Postman, python -m wspractice.client) or to find in the developer tools.
+  wsUrlEl.textContent = socketUrl(name);
+  sessionEl.hidden = false;
   connect();
 }
+
+// Leaving closes the WebSocket with 1000 (normal closure): the server
+// removes our user and sends everyone a map without us. The server knows a
+// user by the name in the URL the connection was opened with, and the
+// tutorial's wire format has no message to rename one, so changing name is
+// leaving and joining again: a new connection, a new user, a new uuid.
+function leave(statusText) {
+  const ws = socket;
+  socket = null; // the "close" listener ignores a socket that is not current
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  clearTimeout(sendTimer);
+  sendTimer = null;
+  failures = 0;
+  if (ws !== null) {
+    ws.close(1000, "left the page");
+  }
+  const name = username;
+  username = null;
+  me.reset();
+  removeAllCursors();
+  renderUserList({});
+  setStatus("idle", statusText);
+  sessionEl.hidden = true;
+  hintEl.hidden = true;
+  loginForm.hidden = false;
+  usernameInput.value = name ?? "";
+  // Forget ?username=NAME, so that reloading the page does not join again.
+  if (new URLSearchParams(location.search).has("username")) {
+    history.replaceState(null, "", location.pathname);
+  }
+}
+
+leaveButton.addEventListener("click", () => {
+  leave("You left");
+  usernameInput.focus();
+});
+
+renameButton.addEventListener("click", () => {
+  leave("Pick a new name");
+  usernameInput.focus();
+  usernameInput.select();
+});
 
 loginForm.addEventListener("submit", (event) => {
   event.preventDefault(); // we connect from here; no page load
@@ -413,7 +512,9 @@ if (given !== null) {
 //   wspractice.send("hello")     sends any text (try it: an error reply)
 //   wspractice.socket            the WebSocket object
 //   wspractice.me                our uuid, once known
+//   wspractice.colourOf(uuid)    the colour that user is drawn in
 window.wspractice = {
+  colourOf,
   send(text) {
     if (socket === null || socket.readyState !== WebSocket.OPEN) {
       throw new Error("not connected");
