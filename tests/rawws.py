@@ -20,6 +20,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
+import rawframes  # noqa: E402
 from rawframes import (  # noqa: E402
     KEY,
     OP_BINARY,
@@ -32,7 +33,6 @@ from rawframes import (  # noqa: E402
     close_code,
     close_frame,
     frame,
-    parse_frame,
     parse_response_head,
     upgrade_request,
 )
@@ -50,8 +50,34 @@ __all__ = [
     "accept_value",
     "close_frame",
     "frame",
+    "parse_frame",
+    "parse_frames",
     "upgrade_request",
 ]
+
+#: A server frame as the tests compare it: (opcode, fin, payload).
+ServerFrame = tuple[int, bool, bytes]
+
+
+def parse_frame(buf: bytes) -> tuple[ServerFrame, bytes] | None:
+    """``((opcode, fin, payload), rest)`` of the server frame that ``buf``
+    starts with; None while it is incomplete. Server frames are never masked."""
+    parsed = rawframes.parse_frame(buf)
+    if parsed is None:
+        return None
+    got, used = parsed
+    assert not got.masked, "server frames must not be masked"
+    return (got.opcode, got.fin, got.payload), buf[used:]
+
+
+def parse_frames(data: bytes) -> list[ServerFrame]:
+    """Every whole server frame in ``data``, in order."""
+    frames = []
+    while (parsed := parse_frame(data)) is not None:
+        got, data = parsed
+        frames.append(got)
+    assert not data, f"an incomplete frame is left: {data!r}"
+    return frames
 
 
 @dataclass
@@ -105,15 +131,13 @@ class RawClient:
         assert response.status == 101, response
         return response
 
-    def read_frame(self) -> tuple[int, bool, bytes]:
+    def read_frame(self) -> ServerFrame:
         """``(opcode, fin, payload)`` of the next frame from the server."""
         while True:
             parsed = parse_frame(self.buffer)
             if parsed is not None:
-                got, size = parsed
-                assert not got.masked, "server frames must not be masked"
-                self.buffer = self.buffer[size:]
-                return got.opcode, got.fin, got.payload
+                got, self.buffer = parsed
+                return got
             if not self._fill():
                 raise ConnectionError("EOF while waiting for a frame")
 

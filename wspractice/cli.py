@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -17,7 +18,7 @@ from types import FrameType
 
 from . import __version__
 from .config import DEFAULT_MAX_MESSAGE_SIZE, Options
-from .server import WebSocketServer
+from .server import Server
 
 logger = logging.getLogger("wspractice")
 
@@ -247,7 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Speed mechanisms to turn off, for the benchmark's ablation (comma-separated;
+#: see wspractice/fanout.py). Not a command-line option: it is not for users.
+ABLATE_VARIABLE = "WSPRACTICE_ABLATE"
+
+
 def options_from_args(args: argparse.Namespace) -> Options:
+    ablate = os.environ.get(ABLATE_VARIABLE, "")
     return Options(
         host=args.host,
         port=args.port,
@@ -269,6 +276,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         certfile=args.certfile,
         keyfile=args.keyfile,
         trace=args.trace,
+        ablate=tuple(name.strip() for name in ablate.split(",") if name.strip()),
     )
 
 
@@ -313,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.trace:  # Trace lines are INFO, whatever --log-level says.
         logging.getLogger("wspractice.trace").setLevel(logging.INFO)
     try:
-        server = WebSocketServer(options)
+        server = Server(options)
     except ssl.SSLError as exc:
         logger.error("cannot use the certificate or key: %s", exc)
         return 1
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.info("shutting down")
     finally:
-        server.close_sessions()
+        server.close_connections()
         server.server_close()
     logger.info("stopped")
     return 0

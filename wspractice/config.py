@@ -19,6 +19,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024
 #: The longest username, in characters, after percent-decoding.
 MAX_USERNAME_LENGTH = 64
 
+#: Speed mechanisms that ``Options.ablate`` may turn off (see
+#: :mod:`wspractice.fanout`).
+ABLATABLE = ("gate", "pacing")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -73,8 +77,53 @@ class Options:
     keyfile: str | None = None
     #: Origins allowed besides the same origin and loopback; ``"*"`` allows all.
     allowed_origins: tuple[str, ...] = ()
-    #: Log every frame and the raw handshake (for learners).
+    #: Log every frame and the handshake (for learners).
     trace: bool = False
+    #: Speed mechanisms to turn off, for the benchmark's ablation only
+    #: (``WSPRACTICE_ABLATE``; see :mod:`wspractice.fanout`).
+    ablate: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work, naming the field and the rule."""
+        for name in (
+            "max_message_size",
+            "max_connections",
+            "max_header_size",
+            "rate_burst",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in (
+            "broadcast_interval",
+            "broadcast_bandwidth",
+            "send_timeout",
+            "ping_interval",
+            "close_timeout",
+            "max_bad_messages",
+            "rate_limit",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("ping_timeout", "handshake_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"{name} must be more than 0, got {getattr(self, name)}"
+                )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if self.broadcast_interval > 60_000:
+            raise ValueError(
+                "broadcast_interval is in milliseconds and must be at most 60000,"
+                f" got {self.broadcast_interval}"
+            )
+        if self.keyfile and not self.certfile:
+            raise ValueError("keyfile needs certfile: a key alone cannot serve TLS")
+        unknown = set(self.ablate) - set(ABLATABLE)
+        if unknown:
+            raise ValueError(
+                f"ablate: unknown mechanism(s) {', '.join(sorted(unknown))};"
+                f" known: {', '.join(ABLATABLE)}"
+            )
 
     @property
     def max_fragments(self) -> int:

@@ -1,93 +1,146 @@
-"""The users map: who is here and what their state is (the tutorial's ``users``).
+"""The presence app: the Node tutorial's ``server/index.js``, in Python.
 
-The Node tutorial keeps ``users[uuid] = { username, state }`` and sends
-``JSON.stringify(users)`` to everyone. :class:`Presence` keeps the same map
-and builds the same JSON, but does the work once: each user's entry is encoded
-when the user joins or moves, and a snapshot is those entries joined.
+Name for name::
 
-Rule: this module does no I/O and takes no locks. Its callers keep one rule
-instead: :meth:`Presence.join`, :meth:`Presence.leave` and
-:meth:`Presence.snapshot` run one at a time (they change or walk the map),
-while :meth:`Presence.update` may run at any moment, from the one thread that
-serves that user: it only replaces that user's encoded entry, a single
-reference that the interpreter swaps atomically. That keeps the hottest
-path, a user moving, free of any shared lock (see :mod:`wspractice.app`).
+    const connections = { }            ->  PresenceApp.connections
+    const users = { }                  ->  PresenceApp.users
+    wsServer.on("connection", ...)     ->  PresenceApp.handle_connection
+    handleMessage(bytes, uuid)         ->  PresenceApp.handle_message
+    handleClose(uuid)                  ->  PresenceApp.handle_close
+    broadcast()                        ->  PresenceApp.broadcast
+
+It differs where the tutorial breaks: the ``username`` is checked before the
+upgrade (:meth:`PresenceApp.check_request`), a bad message gets an error reply
+instead of crashing the process (:class:`~wspractice.messages.MessageRules`),
+a new user is sent the map at once, and broadcasts are coalesced: a change
+asks for a round (:meth:`Rounds.request <wspractice.fanout.Rounds.request>`)
+and one round carries every change made since the last one.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 
-from .messages import encode
+from wsproto.frame_protocol import FrameProtocol
 
-EMPTY_STATE = "{}"
+from .config import Options
+from .connection import Connection
+from .fanout import Gate, RoundClock, Rounds, Scheduler
+from .handshake import Request, parse_username
+from .messages import Close, MessageRules, Reply, Update
+from .users import Users
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
-class User:
-    """One connected user: the tutorial's ``{ username, state }``."""
+class Visitor:
+    """What the app keeps for each connection (:attr:`Connection.context`)."""
 
     uuid: str
     username: str
-    #: The user's state as compact JSON text; ``{}`` until the first update.
-    state: str = EMPTY_STATE
-    #: ``"<uuid>":{"username":...,"state":...}``, ready to join.
-    entry: str = ""
-
-    def __post_init__(self) -> None:
-        self._prefix = f'"{self.uuid}":{{"username":{encode(self.username)},"state":'
-        self.set_state(self.state)
-
-    def set_state(self, state: str) -> None:
-        self.state = state
-        # One assignment: a snapshot sees the old entry or the new one.
-        self.entry = self._prefix + state + "}"
+    rules: MessageRules
 
 
-class Presence:
-    """Every connected user, in the order they joined."""
+class PresenceApp:
+    """Who is connected and where their cursor is, shared with everyone."""
 
-    def __init__(self) -> None:
-        self._users: dict[str, User] = {}
-        #: Whether anything changed since the last :meth:`snapshot`.
-        self.changed = False
+    def __init__(self, options: Options, call_at: Scheduler, gate: Gate) -> None:
+        self.options = options
+        #: The tutorial's ``connections``: uuid -> open connection.
+        self.connections: dict[str, Connection] = {}
+        #: The tutorial's ``users``: uuid -> { username, state }.
+        self.users = Users()
+        #: Guards ``connections``, ``users`` and the snapshot numbers. Never
+        #: held while sending.
+        self.lock = threading.Lock()
+        self._version = 0
+        clock = RoundClock(
+            interval_ms=options.broadcast_interval,
+            bandwidth_mb_s=options.broadcast_bandwidth,
+            pacing="pacing" not in options.ablate,
+        )
+        #: Coalesced broadcast rounds (see :mod:`wspractice.fanout`).
+        self.rounds = Rounds(self.broadcast, clock, call_at, gate)
 
-    def __len__(self) -> int:
-        return len(self._users)
+    def check_request(self, request: Request) -> None:
+        """Before the upgrade: ``?username=`` must be there, and valid."""
+        parse_username(request.query)
 
-    def __contains__(self, uuid: object) -> bool:
-        return uuid in self._users
+    def handle_connection(self, connection: Connection, request: Request) -> None:
+        """A user connected: remember them and tell everyone, them included."""
+        username = parse_username(request.query)
+        user_id = str(uuid.uuid4())
+        options = self.options
+        rules = MessageRules(
+            options.rate_limit,
+            options.rate_burst,
+            options.max_bad_messages,
+            time.monotonic(),
+        )
+        connection.context = Visitor(user_id, username, rules)
+        logger.info("%s connected", username)
+        with self.lock:
+            self.connections[user_id] = connection
+            self.users.join(user_id, username)
+        self.rounds.request()
 
-    def get(self, uuid: str) -> User | None:
-        return self._users.get(uuid)
+    def handle_message(self, connection: Connection, message: str | bytes) -> None:
+        """A user sent their new state: keep it and tell everyone."""
+        visitor: Visitor = connection.context
+        decision = visitor.rules.check(message, time.monotonic())
+        if isinstance(decision, Update):
+            with self.lock:
+                self.users.update(visitor.uuid, decision.state)
+            logger.debug("%s updated their state: %s", visitor.username, decision.state)
+            self.rounds.request()
+        elif isinstance(decision, Reply):
+            logger.info("%s sent a bad message: %s", visitor.username, decision.reason)
+            connection.send_text(decision.text)
+        elif isinstance(decision, Close):
+            logger.info(
+                "closing %s's connection: %s", visitor.username, decision.reason
+            )
+            connection.close(decision.code, decision.reason)
 
-    def join(self, uuid: str, username: str) -> User:
-        """Add a user whose state is ``{}`` (the tutorial's ``state: {}``)."""
-        if uuid in self._users:
-            raise KeyError(f"user {uuid} is already here")
-        user = self._users[uuid] = User(uuid, username)
-        self.changed = True
-        return user
+    def handle_close(self, connection: Connection) -> None:
+        """A user left: forget them and tell everyone who is still here."""
+        visitor: Visitor | None = connection.context
+        if visitor is None:
+            return  # handle_connection failed before the user joined.
+        with self.lock:
+            del self.connections[visitor.uuid]
+            self.users.leave(visitor.uuid)
+        logger.info("%s disconnected", visitor.username)
+        self.rounds.request()
 
-    def update(self, uuid: str, state: str) -> User:
-        """Replace a user's state with ``state`` (compact JSON text)."""
-        user = self._users[uuid]
-        user.set_state(state)
-        self.changed = True  # After the entry: a snapshot never misses it.
-        return user
+    def broadcast(self) -> int:
+        """Send the users map to every connection; the bytes handed out.
 
-    def leave(self, uuid: str) -> User | None:
-        """Remove a user; None if they were not here."""
-        user = self._users.pop(uuid, None)
-        if user is not None:
-            self.changed = True
-        return user
-
-    def snapshot(self) -> str:
-        """The whole map as compact JSON: ``{"<uuid>": {...}, ...}``.
-
-        Clears :attr:`changed` first, so that an update made while the
-        snapshot is built marks the map changed again.
+        The JSON is built and framed once and every connection gets the same
+        bytes. Nothing is sent if nothing changed since the last broadcast.
         """
-        self.changed = False
-        return "{" + ",".join([user.entry for user in self._users.values()]) + "}"
+        with self.lock:
+            if not self.users.take_changes():
+                return 0
+            self._version += 1
+            version = self._version
+            text = self.users.snapshot()
+            targets = list(self.connections.values())
+        frame = frame_text(text)
+        for connection in targets:
+            connection.send_snapshot(version, frame, text)
+        return len(frame) * len(targets)
+
+
+def frame_text(text: str) -> bytes:
+    """One unmasked, uncompressed text frame carrying ``text`` (via wsproto).
+
+    Server frames are never masked, so the same bytes serve every connection
+    that did not negotiate compression.
+    """
+    return bytes(FrameProtocol(client=False, extensions=[]).send_data(text))

@@ -25,10 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import threading
-import weakref
 from collections.abc import Iterable
-from socket import socket
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import (
@@ -244,26 +241,3 @@ class ConnectionTracer:
         """Bytes the socket took, in the order it took them."""
         if data and self._outbound is not None:
             self._outbound.feed(bytes(data))
-
-
-# ---------------------------------------------------------------- hand-over
-
-# The handler traces the handshake and the session traces the frames; both
-# run in the connection's thread. The handler leaves its tracer here under
-# the connection's socket, and the session takes it from there.
-_tracers: weakref.WeakKeyDictionary[socket, ConnectionTracer] = (
-    weakref.WeakKeyDictionary()
-)
-_tracers_lock = threading.Lock()
-
-
-def attach(sock: socket, tracer: ConnectionTracer) -> None:
-    """Leave ``tracer`` for the session that will run on ``sock``."""
-    with _tracers_lock:
-        _tracers[sock] = tracer
-
-
-def take(sock: socket) -> ConnectionTracer | None:
-    """The tracer the handler left for ``sock``, if any (once)."""
-    with _tracers_lock:
-        return _tracers.pop(sock, None)
