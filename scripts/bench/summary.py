@@ -1,9 +1,9 @@
 """The summary table: each wspractice variant next to the websockets server.
 
 One row per target figure (presence at each user count, join, the stalled
-client, echo, handshakes, idle connections), one column per variant, then
-the websockets server (the Python peer the project first measured itself
-against) and the reference variant's figure divided by its.
+client, echo, handshakes, idle connections), one column per variant, then,
+if it ran, the websockets server (the Python peer the project first
+measured itself against) and the reference variant's figure divided by its.
 """
 
 from __future__ import annotations
@@ -101,17 +101,18 @@ def headline(ctx: Context, variants: list[str]) -> tuple[str, str] | None:
         theirs = find(ctx, scenario, peer, params) if peer else None
         if all(r is None for r in ours) and theirs is None:
             continue
-        mine = ours[variants.index(reference)]
-        quotient = None
-        if path and mine is not None and theirs is not None:
-            quotient = ratio(number(mine, path), number(theirs, path))
-        rows.append(
-            [what]
-            + [cell(r) for r in ours]
-            + [cell(theirs), "" if quotient is None else f"{quotient:.2f}×"]
-        )
+        row = [what] + [cell(r) for r in ours]
+        if peer:
+            mine = ours[variants.index(reference)]
+            quotient = None
+            if path and mine is not None and theirs is not None:
+                quotient = ratio(number(mine, path), number(theirs, path))
+            row += [cell(theirs), "" if quotient is None else f"{quotient:.2f}×"]
+        rows.append(row)
     if not rows:
         return None
-    headers = ["target", *variants, peer or "(no peer)", f"{reference} ÷ peer"]
-    title = f"Summary: wspractice against the {PEER} server"
-    return title, table(headers, rows)
+    headers = ["target", *variants]
+    if not peer:
+        return "Summary: wspractice", table(headers, rows)
+    headers += [peer, f"{reference} ÷ peer"]
+    return f"Summary: wspractice against the {PEER} server", table(headers, rows)
