@@ -74,8 +74,9 @@ class Exchange(Protocol):
 
     def reject(
         self, status: HTTPStatus, reason: str, headers: tuple[Header, ...] = ()
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body; the
+        response as sent."""
 
     def switch_protocols(
         self, headers: list[Header]
@@ -153,14 +154,18 @@ class WebSocketServer:
                 exc.status,
                 exc.reason,
             )
-            exchange.reject(exc.status, exc.reason, exc.headers)
+            response = exchange.reject(exc.status, exc.reason, exc.headers)
+            if tracer is not None:
+                tracer.refused(exc.status, exc.reason, response)
             return
         address = exchange.address
         refusal = self._admit(address)
         if refusal is not None:
             status, reason = refusal
             logger.warning("refused a WebSocket from %s: %s", exchange.peer, reason)
-            exchange.reject(status, reason, (("Retry-After", "5"),))
+            response = exchange.reject(status, reason, (("Retry-After", "5"),))
+            if tracer is not None:
+                tracer.refused(status, reason, response)
             return
         try:
             response_headers, extensions = accept(
