@@ -15,7 +15,13 @@ import pytest
 
 from wspractice.config import ABLATABLE, DEFAULT_MAX_MESSAGE_SIZE, Options
 
-POSITIVE = ("max_message_size", "max_connections", "max_header_size", "rate_burst")
+POSITIVE = (
+    "max_message_size",
+    "max_state_size",
+    "max_connections",
+    "max_header_size",
+    "rate_burst",
+)
 ZERO_OR_MORE = (
     "broadcast_interval",
     "broadcast_bandwidth",
@@ -23,6 +29,7 @@ ZERO_OR_MORE = (
     "ping_interval",
     "close_timeout",
     "max_bad_messages",
+    "max_connections_per_address",
     "rate_limit",
 )
 MORE_THAN_ZERO = ("ping_timeout", "handshake_timeout")

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wspractice.config import Options
 from wspractice.errors import MessageError
 from wspractice.messages import (
     Close,
@@ -87,14 +88,34 @@ def test_encode_matches_json_stringify() -> None:
 # ---------------------------------------------------------------- MessageRules
 
 
-def rules(
-    rate_limit: float = 0, rate_burst: int = 3, max_bad_messages: int = 3
-) -> MessageRules:
-    return MessageRules(rate_limit, rate_burst, max_bad_messages, now=0.0)
+def rules(**changes: object) -> MessageRules:
+    """A client's rules: no rate limit and 3 bad messages unless changed."""
+    options = Options(rate_limit=0, rate_burst=3, max_bad_messages=3)
+    return MessageRules(options.replace(**changes), now=0.0)
 
 
 def test_a_json_object_is_an_update_with_the_compact_state() -> None:
     assert rules().check('{"x": 1, "y": 2}', 0.0) == Update('{"x":1,"y":2}')
+
+
+def test_a_state_over_max_state_size_is_a_bad_message() -> None:
+    record = rules(max_state_size=16)
+    assert record.check('{"x":1234567890}', 0.0) == Update('{"x":1234567890}')
+    decision = record.check('{"x": 12345678901}', 0.0)  # 17 bytes, compact.
+    assert isinstance(decision, Reply)
+    assert decision.reason == (
+        "state is 17 bytes of JSON; at most 16 are allowed (--max-state-size);"
+        " your state is unchanged"
+    )
+    assert record.bad_messages == 1
+
+
+def test_the_state_size_counts_utf8_bytes() -> None:
+    record = rules(max_state_size=16)
+    assert isinstance(
+        record.check('{"s":"ééééé"}', 0.0), Reply
+    )  # 13 characters, 18 bytes
+    assert isinstance(record.check('{"s":"eeeee"}', 0.0), Update)
 
 
 def test_a_binary_message_closes_with_1003() -> None:

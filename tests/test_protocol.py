@@ -15,7 +15,7 @@ import pytest
 from wsproto.extensions import PerMessageDeflate
 
 from wspractice.config import Options
-from wspractice.protocol import HIGH_WATER, Protocol
+from wspractice.protocol import HIGH_WATER, Broadcast, Protocol, Snapshot
 
 from .rawws import (
     OP_BINARY,
@@ -311,27 +311,57 @@ def test_no_pings_when_the_interval_is_zero() -> None:
 # ---------------------------------------------------------------- the outbox
 
 
-def snapshot(version: int) -> tuple[int, bytes, str]:
+def snapshot(version: int) -> Snapshot:
     text = f'{{"v":{version}}}'
-    return version, bytes([0x81, len(text)]) + text.encode(), text
+    return Snapshot(version, text, bytes([0x81, len(text)]) + text.encode())
+
+
+class Sum(Broadcast):
+    """A broadcast that merges by adding up, like changes that accumulate."""
+
+    __slots__ = ("total",)
+
+    def __init__(self, version: int, total: int) -> None:
+        super().__init__(version, None)  # Each connection frames its own.
+        self.total = total
+
+    def text(self) -> str:
+        return str(self.total)
+
+    def merged(self, newer: Broadcast) -> Broadcast:
+        assert isinstance(newer, Sum)
+        return Sum(newer.version, self.total + newer.total)
 
 
 def test_a_full_socket_keeps_only_the_newest_snapshot_after_own_replies() -> None:
     client = Client()
     protocol = client.protocol
-    protocol.send_snapshot(*snapshot(1))
+    protocol.send_broadcast(snapshot(1))
     chunk = protocol.data_to_send()
     assert chunk is not None
     protocol.data_sent(0, client.now)  # The socket is full.
-    protocol.send_snapshot(*snapshot(2))
+    protocol.send_broadcast(snapshot(2))
     protocol.send_text("reply")
-    protocol.send_snapshot(*snapshot(3))
-    protocol.send_snapshot(*snapshot(2))  # Older than the newest: ignored.
+    protocol.send_broadcast(snapshot(3))
+    protocol.send_broadcast(snapshot(2))  # Older than the newest: ignored.
     assert [payload for _, _, payload in client.received()] == [
         b'{"v":1}',  # Was being written: it goes out whole.
         b"reply",
         b'{"v":3}',
     ]
+
+
+def test_a_waiting_broadcast_is_merged_with_newer_ones_never_skipped() -> None:
+    client = Client()
+    protocol = client.protocol
+    protocol.send_text("first")
+    protocol.data_to_send()
+    protocol.data_sent(0, client.now)  # The socket is full.
+    for version in range(1, 5):
+        protocol.send_broadcast(Sum(version, version))
+    assert [payload for _, _, payload in client.received()] == [b"first", b"10"]
+    protocol.send_broadcast(Sum(5, 5))
+    assert client.received() == [(OP_TEXT, True, b"5")]
 
 
 def test_a_partial_write_resumes_where_it_stopped() -> None:
@@ -394,11 +424,11 @@ def test_every_frame_is_sealed_once_in_the_order_it_leaves() -> None:
             return {"seal": seal}
 
     client = Sealed()
-    client.protocol.send_snapshot(*snapshot(1))
+    client.protocol.send_broadcast(snapshot(1))
     client.protocol.data_to_send()
     client.protocol.data_sent(0, client.now)
-    client.protocol.send_snapshot(*snapshot(2))  # Replaced before leaving...
-    client.protocol.send_snapshot(*snapshot(3))
+    client.protocol.send_broadcast(snapshot(2))  # Replaced before leaving...
+    client.protocol.send_broadcast(snapshot(3))
     client.protocol.send_text("a")
     wire = client.wire()
     # ...so never sealed; the rest in wire order.
@@ -440,7 +470,7 @@ def test_a_deflate_bomb_stops_at_the_size_limit() -> None:
 
 def test_a_compressed_connection_frames_snapshots_itself() -> None:
     client = Compressed()
-    client.protocol.send_snapshot(*snapshot(1))
+    client.protocol.send_broadcast(snapshot(1))
     ((opcode, fin, payload),) = client.received()
     assert (opcode, fin) == (OP_TEXT, True)
     inflated = zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff")

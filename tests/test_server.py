@@ -155,7 +155,11 @@ def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
 ) -> None:
     before = threading.active_count()
     server = start_server(
-        broadcast_interval=0, rate_limit=0, send_timeout=30, close_timeout=0.5
+        broadcast_interval=0,
+        rate_limit=0,
+        send_timeout=30,
+        close_timeout=0.5,
+        max_state_size=32768,
     )
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)

@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse new WebSockets with 503 beyond N open ones",
     )
     net.add_argument(
+        "--max-connections-per-address",
+        type=non_negative_int,
+        metavar="N",
+        default=defaults.max_connections_per_address,
+        help="refuse new WebSockets from one client address with 429 beyond N"
+        " open ones (0: no limit); behind a proxy every client has the"
+        " proxy's address, so raise it or set 0 there",
+    )
+    net.add_argument(
         "--handshake-timeout",
         type=positive_seconds,
         metavar="SECONDS",
@@ -134,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="BYTES",
         default=defaults.max_header_size,
-        help="largest request line plus headers; larger requests get 431",
+        help="largest request head: a longer request line gets 414, a request"
+        " line and headers longer together get 431",
     )
     proto = parser.add_argument_group("protocol")
     proto.add_argument(
@@ -199,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         " in their users' messages (0: no cap)",
     )
     app.add_argument(
+        "--max-state-size",
+        type=positive_int,
+        metavar="BYTES",
+        default=defaults.max_state_size,
+        help="largest state a user may set, in bytes of compact JSON; a larger"
+        " one gets an error reply and the old state stays",
+    )
+    app.add_argument(
         "--max-bad-messages",
         type=non_negative_int,
         metavar="N",
@@ -242,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--trace",
         action="store_true",
-        help="log the raw handshake, how Sec-WebSocket-Accept is computed, and"
-        " every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
+        help="log each upgrade request's line and headers as http.server parsed"
+        " them, the 101 response as sent, how Sec-WebSocket-Accept is computed,"
+        " and every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
     )
     return parser
 
@@ -270,6 +289,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        max_state_size=args.max_state_size,
         handshake_timeout=args.handshake_timeout,
         max_header_size=args.max_header_size,
         allowed_origins=tuple(args.allowed_origins),

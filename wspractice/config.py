@@ -66,8 +66,18 @@ class Options:
     #: one read, and must not count as a flood (with 120, a server 4 s behind
     #: at 500 users dropped well-behaved clients' moves).
     rate_burst: int = 600
+    #: Largest state a presence client may set, in bytes of compact JSON.
+    #: A cursor needs about 20 (``{"x":412,"y":230}``), a rich presence
+    #: state (cursor, viewport, selection, colour, status) a few hundred;
+    #: 1 KiB leaves room for that and keeps a full map of N users under
+    #: N × 1.1 KB, which every tutorial client receives after every change.
+    max_state_size: int = 1024
     #: Refuse new WebSockets with 503 beyond this many open ones.
     max_connections: int = 10_000
+    #: Refuse new WebSockets from one client address beyond this many open
+    #: ones, with 429; 0: no limit. A lecture hall behind one NAT address
+    #: fits in 256, while one machine cannot take the whole server.
+    max_connections_per_address: int = 256
     #: Drop a client that has not sent a whole request head in this many seconds.
     handshake_timeout: float = 10.0
     #: Largest request head (request line and headers), in bytes; 431 beyond.
@@ -87,6 +97,7 @@ class Options:
         """Refuse settings that cannot work, naming the field and the rule."""
         for name in (
             "max_message_size",
+            "max_state_size",
             "max_connections",
             "max_header_size",
             "rate_burst",
@@ -100,6 +111,7 @@ class Options:
             "ping_interval",
             "close_timeout",
             "max_bad_messages",
+            "max_connections_per_address",
             "rate_limit",
         ):
             if not getattr(self, name) >= 0:

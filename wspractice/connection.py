@@ -34,6 +34,7 @@ from wsproto.frame_protocol import CloseReason
 from .errors import CloseError
 from .fanout import Gate
 from .handshake import Request
+from .protocol import Broadcast
 from .protocol import Protocol as WebSocketProtocol
 from .writer import Writer
 
@@ -65,8 +66,10 @@ class Endpoint(Protocol):
     an upgrade before the ``101`` goes out.
     """
 
-    def check_request(self, request: Request) -> None:
-        """Refuse the upgrade with :class:`~wspractice.errors.HandshakeError`."""
+    def check_request(self, request: Request) -> str | None:
+        """Before the ``101``: refuse the upgrade by raising
+        :class:`~wspractice.errors.HandshakeError`, or return the subprotocol
+        to select among ``request.subprotocols`` (None: no subprotocol)."""
 
     def handle_connection(self, connection: Connection, request: Request) -> None:
         """A client connected (its ``101`` has been sent)."""
@@ -87,6 +90,7 @@ class Connection:
         "protocol",
         "endpoint",
         "request",
+        "subprotocol",
         "lock",
         "context",
         "_writer",
@@ -112,6 +116,7 @@ class Connection:
         gate: Gate,
         *,
         close_timeout: float,
+        subprotocol: str | None = None,
         tls: TLSLayer | None = None,
         tracer: ConnectionTracer | None = None,
     ) -> None:
@@ -119,6 +124,8 @@ class Connection:
         self.protocol = protocol
         self.endpoint = endpoint
         self.request = request
+        #: The subprotocol selected in the handshake, if any.
+        self.subprotocol = subprotocol
         #: Guards ``protocol``, the TLS layer and the socket's writes.
         self.lock = threading.Lock()
         #: What the endpoint keeps for this connection (the presence app:
@@ -251,10 +258,10 @@ class Connection:
             self._flush_locked()
         return queued
 
-    def send_snapshot(self, version: int, frame: bytes, text: str) -> None:
-        """Offer a broadcast snapshot (see :meth:`Protocol.send_snapshot`)."""
+    def send_broadcast(self, broadcast: Broadcast) -> None:
+        """Offer a broadcast (see :meth:`Protocol.send_broadcast`)."""
         with self.lock:
-            self.protocol.send_snapshot(version, frame, text)
+            self.protocol.send_broadcast(broadcast)
             self._flush_locked()
 
     def close(self, code: int, reason: str = "") -> None:

@@ -17,7 +17,7 @@ class EchoApp:
     """Sends each message back to its sender."""
 
     def check_request(self, request: Request) -> None:
-        """Anyone may connect: no username needed."""
+        """Anyone may connect: no username needed, no subprotocol chosen."""
 
     def handle_connection(self, connection: Connection, request: Request) -> None:
         logger.debug("%r: echo connection opened", connection)

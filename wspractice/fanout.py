@@ -187,9 +187,9 @@ class RoundClock:
 class Rounds:
     """Coalesced broadcast rounds, run by the writer thread.
 
-    :meth:`request` is the one call a change makes. The round itself is the
-    ``broadcast`` function given, which returns how many bytes it handed out
-    (0 when there was nothing new to send).
+    :meth:`request` is the one call a change makes. The round itself is
+    :attr:`broadcast`, which returns how many bytes it handed out (0 when
+    there was nothing new to send).
     """
 
     def __init__(
@@ -199,7 +199,8 @@ class Rounds:
         call_at: Scheduler,
         gate: Gate,
     ) -> None:
-        self._broadcast = broadcast
+        #: What a round does: the presence app's ``broadcast``.
+        self.broadcast = broadcast
         self.clock = clock
         self._call_at = call_at
         self._gate = gate
@@ -213,7 +214,7 @@ class Rounds:
     def request(self) -> None:
         """Something changed: broadcast now, or in the round that is due."""
         if self.clock.interval_ms <= 0:
-            self._broadcast()  # The tutorial's way: at once, in this thread.
+            self.broadcast()  # The tutorial's way: at once, in this thread.
             return
         with self._lock:
             if self._due:
@@ -227,7 +228,7 @@ class Rounds:
         with self._lock:
             self._due = False  # Changes from now on ask for the next round.
         start = time.monotonic()
-        sent = self._broadcast()
+        sent = self.broadcast()
         end = time.monotonic()
         reader_time = self._gate.reader_time
         with self._lock:

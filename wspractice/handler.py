@@ -146,6 +146,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         host, port = self.client_address[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    @property
+    def address(self) -> str:
+        """The client's address, as per-address limits count it."""
+        return str(self.client_address[0])
+
     # ---------------------------------------------------------- connection
 
     def setup(self) -> None:
@@ -261,8 +266,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         status: HTTPStatus,
         reason: str,
         headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body.
+
+        Returns the response as it was written (for ``--trace``).
+        """
         body = (reason + "\n").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -270,9 +278,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Connection", "close")
+        # What end_headers() is about to write (http.server's buffer).
+        head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if self.command == "HEAD":
+            return head
+        self.wfile.write(body)
+        return head + body
 
     # ---------------------------------------------------------- WebSocket
 

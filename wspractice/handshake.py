@@ -53,6 +53,9 @@ class Request:
     extension_offers: tuple[str, ...] = field(default=())
     #: The client's address, as logs show it (``127.0.0.1:50312``).
     peer: str = ""
+    #: The subprotocols the client offers (``Sec-WebSocket-Protocol``), in
+    #: its order of preference.
+    subprotocols: tuple[str, ...] = field(default=())
 
 
 def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
@@ -142,7 +145,13 @@ def check_upgrade(
         for offer in value.split(",")
         if offer.strip()
     )
-    return Request(path, query, key, tuple(headers), offers, peer)
+    subprotocols = tuple(
+        token.strip()
+        for value in header_values(headers, "Sec-WebSocket-Protocol")
+        for token in value.split(",")
+        if token.strip()
+    )
+    return Request(path, query, key, tuple(headers), offers, peer, subprotocols)
 
 
 def _check_key(keys: list[str]) -> str:
@@ -309,15 +318,18 @@ def check_origin(origin: str, host: str, allowed_origins: Sequence[str]) -> None
 
 
 def accept(
-    request: Request, compression: bool
+    request: Request, compression: bool, subprotocol: str | None = None
 ) -> tuple[list[tuple[str, str]], list[Extension]]:
     """The 101 response's headers and the extensions now in force.
 
     wsproto computes ``Sec-WebSocket-Accept`` (SHA-1 of the key and the RFC's
     GUID, in base64) and negotiates permessage-deflate, which is offered
-    only when the client asked for it and ``compression`` is on. A
-    subprotocol is never chosen: this server defines none.
+    only when the client asked for it and ``compression`` is on.
+    ``subprotocol`` is the one the endpoint selected among the client's
+    offers (RFC 6455 section 4.2.2); it must be one of them.
     """
+    if subprotocol is not None and subprotocol not in request.subprotocols:
+        raise ValueError(f"subprotocol {subprotocol!r} was not offered")
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -333,6 +345,8 @@ def accept(
             extension, response = deflate
             headers.append(("Sec-WebSocket-Extensions", response))
             extensions.append(extension)
+    if subprotocol is not None:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
     return headers, extensions
 
 

@@ -22,6 +22,7 @@ from typing import NoReturn, Union
 
 from wsproto.frame_protocol import CloseReason
 
+from .config import Options
 from .errors import MessageError
 from .ratelimit import RateLimiter
 
@@ -152,17 +153,24 @@ class MessageRules:
     faster than ``rate_limit`` for too long, is closed with 1008.
     """
 
-    __slots__ = ("rate_limit", "max_bad_messages", "bad_messages", "_limiter")
+    __slots__ = (
+        "rate_limit",
+        "max_bad_messages",
+        "max_state_size",
+        "bad_messages",
+        "_limiter",
+    )
 
-    def __init__(
-        self, rate_limit: float, rate_burst: int, max_bad_messages: int, now: float
-    ) -> None:
-        self.rate_limit = rate_limit
-        self.max_bad_messages = max_bad_messages
+    def __init__(self, options: Options, now: float) -> None:
+        self.rate_limit = options.rate_limit
+        self.max_bad_messages = options.max_bad_messages
+        self.max_state_size = options.max_state_size
         #: Bad messages in a row.
         self.bad_messages = 0
         self._limiter = (
-            RateLimiter(rate_limit, rate_burst, now) if rate_limit > 0 else None
+            RateLimiter(options.rate_limit, options.rate_burst, now)
+            if options.rate_limit > 0
+            else None
         )
 
     def check(self, message: str | bytes, now: float) -> Decision:
@@ -189,6 +197,12 @@ class MessageRules:
             return Drop()
         try:
             state = parse_state(message)
+            size = len(state) if state.isascii() else len(state.encode())
+            if size > self.max_state_size:
+                raise MessageError(
+                    f"state is {size} bytes of JSON; at most {self.max_state_size}"
+                    " are allowed (--max-state-size); your state is unchanged"
+                )
         except MessageError as exc:
             self.bad_messages += 1
             if self.max_bad_messages and self.bad_messages >= self.max_bad_messages:

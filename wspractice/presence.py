@@ -15,6 +15,11 @@ instead of crashing the process (:class:`~wspractice.messages.MessageRules`),
 a new user is sent the map at once, and broadcasts are coalesced: a change
 asks for a round (:meth:`Rounds.request <wspractice.fanout.Rounds.request>`)
 and one round carries every change made since the last one.
+
+Clients that offer the ``wspractice-delta`` subprotocol get the map once
+(``{"you": uuid, "users": map}``) and then only what changed in each round
+(``{"joined": ..., "updated": ..., "left": [...]}``): the tutorial's format
+costs N entries to N connections for every change, this one what changed.
 """
 
 from __future__ import annotations
@@ -32,9 +37,13 @@ from .connection import Connection
 from .fanout import Gate, RoundClock, Rounds, Scheduler
 from .handshake import Request, parse_username
 from .messages import Close, MessageRules, Reply, Update
-from .users import Users
+from .protocol import Broadcast, Snapshot
+from .users import Changes, Users
 
 logger = logging.getLogger(__name__)
+
+#: The subprotocol of clients that want only what changed (RFC 6455 1.9).
+DELTA_SUBPROTOCOL = "wspractice-delta"
 
 
 @dataclass
@@ -44,6 +53,10 @@ class Visitor:
     uuid: str
     username: str
     rules: MessageRules
+    #: The client speaks ``wspractice-delta``.
+    delta: bool = False
+    #: It has been offered its first message (the whole map).
+    welcomed: bool = False
 
 
 class PresenceApp:
@@ -55,9 +68,12 @@ class PresenceApp:
         self.connections: dict[str, Connection] = {}
         #: The tutorial's ``users``: uuid -> { username, state }.
         self.users = Users()
-        #: Guards ``connections``, ``users`` and the snapshot numbers. Never
+        #: Guards ``connections``, ``users`` and the round numbers. Never
         #: held while sending.
         self.lock = threading.Lock()
+        #: Held by whoever runs a round, so that rounds reach every
+        #: connection in order (a change must never overtake another).
+        self._round_lock = threading.Lock()
         self._version = 0
         clock = RoundClock(
             interval_ms=options.broadcast_interval,
@@ -67,22 +83,19 @@ class PresenceApp:
         #: Coalesced broadcast rounds (see :mod:`wspractice.fanout`).
         self.rounds = Rounds(self.broadcast, clock, call_at, gate)
 
-    def check_request(self, request: Request) -> None:
-        """Before the upgrade: ``?username=`` must be there, and valid."""
+    def check_request(self, request: Request) -> str | None:
+        """Before the upgrade: ``?username=`` must be there, and valid; the
+        delta subprotocol is selected when the client offers it."""
         parse_username(request.query)
+        return DELTA_SUBPROTOCOL if DELTA_SUBPROTOCOL in request.subprotocols else None
 
     def handle_connection(self, connection: Connection, request: Request) -> None:
         """A user connected: remember them and tell everyone, them included."""
         username = parse_username(request.query)
         user_id = str(uuid.uuid4())
-        options = self.options
-        rules = MessageRules(
-            options.rate_limit,
-            options.rate_burst,
-            options.max_bad_messages,
-            time.monotonic(),
-        )
-        connection.context = Visitor(user_id, username, rules)
+        rules = MessageRules(self.options, time.monotonic())
+        delta = connection.subprotocol == DELTA_SUBPROTOCOL
+        connection.context = Visitor(user_id, username, rules, delta)
         logger.info("%s connected", username)
         with self.lock:
             self.connections[user_id] = connection
@@ -119,22 +132,101 @@ class PresenceApp:
         self.rounds.request()
 
     def broadcast(self) -> int:
-        """Send the users map to every connection; the bytes handed out.
+        """Send what changed to every connection; the bytes handed out.
 
-        The JSON is built and framed once and every connection gets the same
-        bytes. Nothing is sent if nothing changed since the last broadcast.
+        A tutorial client gets the whole users map, built and framed once
+        for all of them; a delta client gets the round's changes, also
+        encoded once for all of them, after a first message of its own with
+        the whole map. Nothing is sent if nothing changed.
         """
-        with self.lock:
-            if not self.users.changed:
-                return 0
-            self._version += 1
-            version = self._version
-            text = self.users.snapshot()
-            targets = list(self.connections.values())
-        frame = frame_text(text)
-        for connection in targets:
-            connection.send_snapshot(version, frame, text)
-        return len(frame) * len(targets)
+        with self._round_lock:
+            with self.lock:
+                changes = self.users.take_changes()
+                if not changes:
+                    return 0
+                self._version += 1
+                round = Round(self._version, self.users.snapshot(), changes)
+                targets = list(self.connections.values())
+            for connection in targets:
+                connection.send_broadcast(round.for_visitor(connection.context))
+            return round.sent
+
+
+class Round:
+    """One round's messages, each built at most once, on first use."""
+
+    def __init__(self, version: int, users: str, changes: Changes) -> None:
+        self.version = version
+        self.users = users
+        self.changes = changes
+        #: Bytes handed out (framed messages times their connections).
+        self.sent = 0
+        self._snapshot: Snapshot | None = None
+        self._delta: Delta | None = None
+
+    def for_visitor(self, visitor: Visitor) -> Broadcast:
+        """What this round sends to ``visitor``'s connection."""
+        if not visitor.delta:
+            if self._snapshot is None:
+                self._snapshot = Snapshot(
+                    self.version, self.users, frame_text(self.users)
+                )
+            message: Broadcast = self._snapshot
+        elif visitor.welcomed:
+            if self._delta is None:
+                self._delta = Delta(self.version, self.changes, self.users)
+            message = self._delta
+        else:
+            visitor.welcomed = True
+            message = Welcome(self.version, visitor.uuid, self.users)
+        # A welcome is framed per connection and is about the map's size.
+        self.sent += len(message.frame) if message.frame else len(self.users)
+        return message
+
+
+class Delta(Broadcast):
+    """A round's changes for delta clients: ``{"joined":…,"updated":…,"left":…}``.
+
+    Framed once for every client that takes it as it is; a client still
+    waiting to send the previous one gets both merged, framed for it alone.
+    """
+
+    __slots__ = ("changes", "users")
+
+    def __init__(
+        self, version: int, changes: Changes, users: str, frame: bool = True
+    ) -> None:
+        super().__init__(version, frame_text(changes.encode()) if frame else None)
+        self.changes = changes
+        #: The whole map after this round (for a client not welcomed yet).
+        self.users = users
+
+    def text(self) -> str:
+        return self.changes.encode()
+
+    def merged(self, newer: Broadcast) -> Broadcast:
+        assert isinstance(newer, Delta)
+        changes = self.changes.merged(newer.changes)
+        return Delta(newer.version, changes, newer.users, frame=False)
+
+
+class Welcome(Broadcast):
+    """A delta client's first message: ``{"you": uuid, "users": map}``."""
+
+    __slots__ = ("uuid", "users")
+
+    def __init__(self, version: int, uuid: str, users: str) -> None:
+        super().__init__(version, None)
+        self.uuid = uuid
+        self.users = users
+
+    def text(self) -> str:
+        return f'{{"you":"{self.uuid}","users":{self.users}}}'
+
+    def merged(self, newer: Broadcast) -> Broadcast:
+        # Not sent yet: welcome the client with the newest map instead.
+        assert isinstance(newer, Delta)
+        return Welcome(newer.version, self.uuid, newer.users)
 
 
 def frame_text(text: str) -> bytes:

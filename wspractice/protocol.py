@@ -9,7 +9,7 @@ bytes and the time in, and hands out what happened:
   socket read; :meth:`Protocol.next_message` then returns the application's
   messages one at a time, answering pings and close frames on the way;
 - :meth:`Protocol.send_text`, :meth:`Protocol.send_bytes`,
-  :meth:`Protocol.send_snapshot` and :meth:`Protocol.close` queue frames;
+  :meth:`Protocol.send_broadcast` and :meth:`Protocol.close` queue frames;
   :meth:`Protocol.data_to_send` says which bytes to write next and
   :meth:`Protocol.data_sent` how many the socket took;
 - :meth:`Protocol.deadline` says when :meth:`Protocol.timer` must run next
@@ -60,6 +60,46 @@ HIGH_WATER = 64 * 1024
 Seal = Callable[[bytes], bytes]
 
 
+class Broadcast:
+    """A message offered to many connections, numbered by ``version``.
+
+    ``frame`` is the message framed once for every connection that takes it
+    as it is, or None when each connection frames :meth:`text` itself. A
+    connection keeps at most one broadcast waiting: when a newer one comes
+    before the waiting one has left, :meth:`merged` says what waits instead.
+    """
+
+    __slots__ = ("version", "frame")
+
+    def __init__(self, version: int, frame: bytes | None) -> None:
+        self.version = version
+        self.frame = frame
+
+    def text(self) -> str:
+        """The message, for a connection that frames it itself."""
+        raise NotImplementedError
+
+    def merged(self, newer: Broadcast) -> Broadcast:
+        """What waits when ``newer`` comes before this one has left."""
+        raise NotImplementedError
+
+
+class Snapshot(Broadcast):
+    """A broadcast that makes older ones useless: only the newest waits."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, version: int, text: str, frame: bytes | None = None) -> None:
+        super().__init__(version, frame)
+        self._text = text
+
+    def text(self) -> str:
+        return self._text
+
+    def merged(self, newer: Broadcast) -> Broadcast:
+        return newer
+
+
 class Protocol:
     """One WebSocket connection's rules, from the server's side."""
 
@@ -80,8 +120,8 @@ class Protocol:
         "_queue",
         "_queued_bytes",
         "_wire",
-        "_snapshot",
-        "_snapshot_version",
+        "_broadcast",
+        "_broadcast_version",
         "_stalled_since",
         "_last_received",
         "_ping_payload",
@@ -120,13 +160,13 @@ class Protocol:
         self._parts: list[str | bytes] = []
         self._message_size = 0
         self._message_frames = 0
-        # The outbox: frames in order (already sealed), then the newest
-        # snapshot; the chunk being written is ``_wire``.
+        # The outbox: frames in order (already sealed), then one broadcast;
+        # the chunk being written is ``_wire``.
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wire: memoryview | None = None
-        self._snapshot: tuple[bytes, str] | None = None
-        self._snapshot_version = -1
+        self._broadcast: Broadcast | None = None
+        self._broadcast_version = -1
         self._stalled_since: float | None = None
         # Keepalive and closing.
         self._last_received = now
@@ -155,9 +195,8 @@ class Protocol:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes waiting to be sent, the pending snapshot included."""
-        snapshot = len(self._snapshot[0]) if self._snapshot is not None else 0
-        return self._queued_bytes + snapshot
+        """Bytes waiting to be sent (a waiting broadcast counts for one)."""
+        return self._queued_bytes + (self._broadcast is not None)
 
     # ------------------------------------------------------------ input
 
@@ -311,18 +350,20 @@ class Protocol:
         self._send_frame(self.ws.send(BytesMessage(data=data)))
         return True
 
-    def send_snapshot(self, version: int, frame: bytes, text: str) -> None:
-        """Offer snapshot number ``version``, framed once for everyone as ``frame``.
+    def send_broadcast(self, broadcast: Broadcast) -> None:
+        """Offer a broadcast; it goes out after this connection's own frames.
 
-        Snapshots are numbered so that none goes backwards. At most one waits
-        to be sent: a newer one replaces it, so a slow client skips snapshots
-        but never falls behind. A compressed connection frames ``text`` itself
-        when it is about to be sent.
+        Broadcasts are numbered so that none goes backwards. At most one
+        waits to be sent: a newer one is merged into it (a snapshot replaces
+        it), so a slow client skips intermediate states but never falls
+        behind. A compressed connection frames the text itself when it is
+        about to be sent.
         """
-        if version <= self._snapshot_version or not self.open:
+        if broadcast.version <= self._broadcast_version or not self.open:
             return
-        self._snapshot_version = version
-        self._snapshot = (frame, text)
+        self._broadcast_version = broadcast.version
+        waiting = self._broadcast
+        self._broadcast = broadcast if waiting is None else waiting.merged(broadcast)
 
     def send_sealed(self, data: bytes) -> None:
         """Queue bytes that are ready for the wire (TLS records made on reading)."""
@@ -338,7 +379,7 @@ class Protocol:
         """
         if not self.open:
             return
-        self._snapshot = None
+        self._broadcast = None
         self.close_code = code
         self._send_frame(self.ws.send(CloseConnection(code=code, reason=reason)))
         self._close_deadline = now + self._options.close_timeout
@@ -359,7 +400,7 @@ class Protocol:
         """The bytes to write next, or None when there are none.
 
         The same bytes are returned until :meth:`data_sent` reports them
-        written. Own frames go first, in order, then the newest snapshot.
+        written. Own frames go first, in order, then the waiting broadcast.
         """
         if self._wire is not None:
             return self._wire
@@ -370,11 +411,11 @@ class Protocol:
             if self._queue:  # Several small frames: one write.
                 data = b"".join([data, *self._queue])
                 self._queue.clear()
-        elif self._snapshot is not None:
-            frame, text = self._snapshot
-            self._snapshot = None
-            if self.compressed:
-                frame = bytes(self.ws.send(TextMessage(data=text)))
+        elif self._broadcast is not None:
+            broadcast, self._broadcast = self._broadcast, None
+            frame = broadcast.frame
+            if frame is None or self.compressed:
+                frame = bytes(self.ws.send(TextMessage(data=broadcast.text())))
             if self._seal is not None:
                 frame = self._seal(frame)
             data = frame
@@ -402,7 +443,7 @@ class Protocol:
     def _drop_outbox(self) -> None:
         self._queue.clear()
         self._wire = None
-        self._snapshot = None
+        self._broadcast = None
         self._queued_bytes = 0
         self._stalled_since = None
 

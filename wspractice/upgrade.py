@@ -7,7 +7,8 @@ request handler calls :meth:`WebSocketServer.handle_upgrade`, which:
 
 1. checks the request against RFC 6455 (:func:`~wspractice.handshake.check_upgrade`)
    and the endpoint's own rules (the presence app's ``username``);
-2. admits it (``--max-connections``, not while shutting down);
+2. admits it (``--max-connections-per-address``, ``--max-connections``, not
+   while shutting down);
 3. answers ``101 Switching Protocols``, with ``Sec-WebSocket-Accept`` and
    permessage-deflate as wsproto negotiates them;
 4. makes the :class:`~wspractice.connection.Connection` and runs it in the
@@ -59,7 +60,11 @@ class Exchange(Protocol):
 
     @property
     def peer(self) -> str:
-        """The client's address, as logs show it."""
+        """The client's address and port, as logs show it."""
+
+    @property
+    def address(self) -> str:
+        """The client's address, as per-address limits count it."""
 
     @property
     def tls(self) -> TLSLayer | None:
@@ -69,8 +74,9 @@ class Exchange(Protocol):
 
     def reject(
         self, status: HTTPStatus, reason: str, headers: tuple[Header, ...] = ()
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body; the
+        response as sent."""
 
     def switch_protocols(
         self, headers: list[Header]
@@ -95,12 +101,15 @@ class WebSocketServer:
         #: The endpoint for every path not added, and its gate.
         self._default = (default, gate)
         self._endpoints: dict[str, tuple[Endpoint, Gate]] = {}
-        #: Guards ``clients``, ``_admitted`` and ``shutting_down``.
+        #: Guards ``clients``, ``_admitted``, ``_per_address`` and
+        #: ``shutting_down``.
         self._lock = threading.Condition()
         #: Every open connection (Node's ``wsServer.clients``).
         self.clients: set[Connection] = set()
         #: Upgrades admitted: open connections and handshakes about to be.
         self._admitted = 0
+        #: The same, by client address.
+        self._per_address: dict[str, int] = {}
         #: Set by :meth:`close_all`: new upgrades get 503.
         self.shutting_down = False
 
@@ -136,7 +145,7 @@ class WebSocketServer:
                 exchange.peer,
             )
             endpoint, gate = self.endpoint(request.path)
-            endpoint.check_request(request)
+            subprotocol = endpoint.check_request(request)
         except HandshakeError as exc:
             logger.warning(
                 "rejected handshake from %s for %r: %d %s",
@@ -145,17 +154,23 @@ class WebSocketServer:
                 exc.status,
                 exc.reason,
             )
-            exchange.reject(exc.status, exc.reason, exc.headers)
+            response = exchange.reject(exc.status, exc.reason, exc.headers)
+            if tracer is not None:
+                tracer.refused(exc.status, exc.reason, response)
             return
-        refusal = self._admit()
+        address = exchange.address
+        refusal = self._admit(address)
         if refusal is not None:
-            logger.warning("refused a WebSocket from %s: %s", exchange.peer, refusal)
-            exchange.reject(
-                HTTPStatus.SERVICE_UNAVAILABLE, refusal, (("Retry-After", "5"),)
-            )
+            status, reason = refusal
+            logger.warning("refused a WebSocket from %s: %s", exchange.peer, reason)
+            response = exchange.reject(status, reason, (("Retry-After", "5"),))
+            if tracer is not None:
+                tracer.refused(status, reason, response)
             return
         try:
-            response_headers, extensions = accept(request, options.compression)
+            response_headers, extensions = accept(
+                request, options.compression, subprotocol
+            )
             sock, head, trailing = exchange.switch_protocols(response_headers)
             tls = exchange.tls
             if tracer is not None:
@@ -174,6 +189,7 @@ class WebSocketServer:
                 self._writer,
                 gate,
                 close_timeout=options.close_timeout,
+                subprotocol=subprotocol,
                 tls=tls,
                 tracer=tracer,
             )
@@ -183,6 +199,9 @@ class WebSocketServer:
                 protocol.receive_data(trailing, time.monotonic())
             with self._lock:
                 self.clients.add(connection)
+                late = self.shutting_down  # close_all() has not seen it.
+            if late:
+                connection.close(CloseReason.GOING_AWAY, "server shutting down")
             try:
                 connection.run()
             finally:
@@ -192,16 +211,34 @@ class WebSocketServer:
         finally:
             with self._lock:
                 self._admitted -= 1
+                self._lock.notify_all()
+                left = self._per_address[address] - 1
+                if left:
+                    self._per_address[address] = left
+                else:
+                    del self._per_address[address]
 
-    def _admit(self) -> str | None:
-        """Take a connection slot; the reason for a 503 if there is none."""
+    def _admit(self, address: str) -> tuple[HTTPStatus, str] | None:
+        """Take a connection slot; the status and reason if there is none."""
         with self._lock:
             if self.shutting_down:
-                return "the server is shutting down"
+                return HTTPStatus.SERVICE_UNAVAILABLE, "the server is shutting down"
+            per_address = self.options.max_connections_per_address
+            mine = self._per_address.get(address, 0)
+            if per_address and mine >= per_address:
+                return (
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    f"too many WebSockets from {address}: {per_address} are open"
+                    " (--max-connections-per-address)",
+                )
             limit = self.options.max_connections
             if self._admitted >= limit:
-                return f"the server is full: {limit} WebSockets are open"
+                return (
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    f"the server is full: {limit} WebSockets are open",
+                )
             self._admitted += 1
+            self._per_address[address] = mine + 1
             return None
 
     # ------------------------------------------------------------ shutdown
@@ -229,10 +266,13 @@ class WebSocketServer:
             logger.info("closing %d connection(s) with %d", len(clients), code)
         for connection in clients:
             connection.close(code, reason)
+        # Upgrades admitted before the refusals began are waited for too:
+        # they find shutting_down set when they become clients, and close.
         deadline = time.monotonic() + timeout
         with self._lock:
             self._lock.wait_for(
-                lambda: not self.clients, timeout=max(0.0, deadline - time.monotonic())
+                lambda: not self._admitted,
+                timeout=max(0.0, deadline - time.monotonic()),
             )
             late = list(self.clients)
         for connection in late:
@@ -241,7 +281,7 @@ class WebSocketServer:
     def wait_closed(self, timeout: float) -> bool:
         """Wait until every connection's thread is done; False on timeout."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self.clients, timeout=timeout)
+            return self._lock.wait_for(lambda: not self._admitted, timeout=timeout)
 
 
 def _sealer(tls: TLSLayer | None, tracer: ConnectionTracer | None) -> Seal | None:
