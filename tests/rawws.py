@@ -50,10 +50,13 @@ __all__ = [
     "HTTPResponse",
     "RawClient",
     "accept_value",
+    "client_frames",
     "close_frame",
     "frame",
     "parse_frame",
     "parse_frames",
+    "read_until_closed",
+    "seeded_frame",
     "upgrade_request",
 ]
 
