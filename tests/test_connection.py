@@ -442,12 +442,6 @@ class DropOnFirstMessage(EchoApp):
         connection.abort("dropped by the test's endpoint")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 6 again, in the new core: Protocol.abort() stops new input"
-    " (receive_data) but next_message() still hands out every message already"
-    " read, so the app gets messages from a connection that was dropped",
-)
 def test_messages_already_read_are_not_handled_after_a_drop(
     server: RunningServer,
 ) -> None:
