@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -246,3 +247,30 @@ def test_state_in_the_same_packet_as_the_handshake_is_applied(
             if users_named(snapshot) != {"Alex": {}}:
                 break
     assert users_named(snapshot) == {"Alex": {"x": 7, "y": 8}}
+
+
+def test_beyond_max_connections_per_address_upgrades_get_429(
+    start_server: Any,
+) -> None:
+    server = start_server(max_connections_per_address=2)
+    with ExitStack() as stack:
+        first = stack.enter_context(join(server.url("/echo")))
+        stack.enter_context(join(server.url("/?username=B")))
+        with RawClient(server.port) as third:
+            third.send(upgrade_request("/echo"))
+            response = third.read_response()
+        assert response.status == 429
+        assert response.headers["retry-after"] == "5"
+        assert response.body.decode() == (
+            "too many WebSockets from 127.0.0.1: 2 are open"
+            " (--max-connections-per-address)\n"
+        )
+        first.close()
+        statuses = []
+        deadline = time.monotonic() + TIMEOUT
+        while not statuses or statuses[-1] != 101:  # Once the close is seen.
+            assert time.monotonic() < deadline, statuses
+            with RawClient(server.port) as again:
+                again.send(upgrade_request("/echo"))
+                statuses.append(again.read_response().status)
+        assert set(statuses) <= {429, 101}
