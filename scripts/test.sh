@@ -3,14 +3,18 @@
 #
 #   bash scripts/test.sh [PYTEST ARGS...]
 #
-# Safe to run again: each step skips what is already in place.
+# Python packages go into the virtual environment python3 runs in, or else
+# into .venv/ in the checkout (see scripts/env.sh); never into a system
+# Python. Safe to run again: each step skips what is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/env.sh
 
 say() { printf '\n==> %s\n' "$*"; }
 
-say "Python packages (wspractice and its test extra)"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+wspractice_env
+# The test and browser dependency groups (pyproject.toml).
+wspractice_install test browser
 
 # The browser tests drive Debian's Chromium through Playwright; never
 # `playwright install`, which downloads a browser build of its own.
@@ -34,5 +38,5 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/ws ]; then
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-say "Tests"
-exec python3 -m pytest "$@"
+say "Tests ($(python --version) in $VIRTUAL_ENV)"
+exec python -m pytest "$@"
