@@ -1466,7 +1466,9 @@ def ensure_python_packages(
         return
     if not allow_install:
         raise SystemExit(
-            "benchmark: missing " + ", ".join(missing) + " (pip install -e '.[bench]')"
+            "benchmark: missing "
+            + ", ".join(missing)
+            + " (pip install -e . --group bench)"
         )
     say("==> installing Python packages for the peers: " + ", ".join(missing))
     subprocess.run(
