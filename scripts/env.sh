@@ -105,7 +105,7 @@ wspractice_install() {
         return
     fi
     wspractice_say "Python packages into $VIRTUAL_ENV: wspractice (editable)${*:+, groups: $*}"
-    wspractice_ensure_pip
+    wspractice_ensure_pip "$#"
     local groups=() group
     for group in "$@"; do groups+=(--group "$group"); done
     (cd "$wspractice_root" &&
@@ -140,11 +140,13 @@ sys.exit(not Path(wspractice.__file__).resolve().is_relative_to(root))
 EOF
 }
 
+# A pip in the environment, and one that knows --group if $1 (the number of
+# groups wanted) is not 0.
 wspractice_ensure_pip() {
     if ! python -m pip --version >/dev/null 2>&1; then
         python -m ensurepip --upgrade >/dev/null
     fi
-    if ! python - "$wspractice_min_pip" <<'EOF'; then
+    if [ "$1" -ne 0 ] && ! python - "$wspractice_min_pip" <<'EOF'; then
 import sys
 from importlib.metadata import version
 
