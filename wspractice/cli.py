@@ -329,23 +329,46 @@ def prepare_process(options: Options) -> None:
         )
 
 
+class StopNow(BaseException):
+    """A second Ctrl-C or SIGTERM: stop without waiting for anything.
+
+    Not an :class:`Exception`, so that no ``except Exception`` on the way (in
+    :mod:`logging`, say) can swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class Stopper:
     """The handler of Ctrl-C and SIGTERM.
 
     The first signal stops the server gracefully: :func:`main` catches the
     :class:`KeyboardInterrupt` and closes every WebSocket. A second one, while
-    it waits for clients to answer, means "stop now": the process ends at once
-    and quietly, killed by that signal (as uvicorn's second Ctrl-C does), with
-    no traceback from whatever the main thread was waiting for.
+    it waits for clients to answer, means "stop now": :class:`StopNow` unwinds
+    whatever the main thread was doing, and :meth:`stop_now` ends the process
+    at once and quietly, killed by that signal, as uvicorn's second Ctrl-C
+    does. The handler itself writes nothing: a signal can arrive in the middle
+    of a write to stderr, which must not be entered again.
     """
 
     def __init__(self) -> None:
         self.stopping = False
+        self.forced = False
+        #: Set once the server is closed: later signals are ignored.
+        self.finished = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.finished or self.forced:
+            return
         if not self.stopping:
             self.stopping = True
             raise KeyboardInterrupt
+        self.forced = True
+        raise StopNow(signum)
+
+    def stop_now(self, signum: int) -> None:
         logger.warning(
             "%s again: stopping now, without waiting for connections to close",
             signal.Signals(signum).name,
@@ -462,23 +485,28 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s port %s: %s", options.host, options.port, exc)
         return 1
-    # Also SIGINT: a server started in the background by a script inherits
-    # an ignored SIGINT, and Ctrl-C or `kill -INT` must still stop it.
     stopper = Stopper()
-    signal.signal(signal.SIGTERM, stopper)
-    signal.signal(signal.SIGINT, stopper)
     try:
-        url = server.url()
-        print(
-            f"WebSocket server is running on port {server.port}: {url}"
-            f" - demo page: {page_url(url)}",
-            flush=True,
-        )
-        server.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("shutting down")
-    finally:
-        server.close_sessions()
-        server.server_close()
-    logger.info("stopped")
+        try:
+            # Also SIGINT: a server started in the background by a script
+            # inherits an ignored SIGINT, and Ctrl-C or `kill -INT` must
+            # still stop it.
+            signal.signal(signal.SIGTERM, stopper)
+            signal.signal(signal.SIGINT, stopper)
+            url = server.url()
+            print(
+                f"WebSocket server is running on port {server.port}: {url}"
+                f" - demo page: {page_url(url)}",
+                flush=True,
+            )
+            server.serve_forever()
+        except KeyboardInterrupt:
+            logger.info("shutting down")
+        finally:
+            server.close_sessions()
+            server.server_close()
+        logger.info("stopped")
+        stopper.finished = True
+    except StopNow as stop:
+        stopper.stop_now(stop.signum)
     return 0
