@@ -86,7 +86,7 @@ async def user(index: int, args: argparse.Namespace, stop: asyncio.Event) -> int
                 delay = start + ticks * period - time.monotonic()
                 try:
                     await asyncio.wait_for(stop.wait(), max(0.0, delay))
-                except TimeoutError:
+                except asyncio.TimeoutError:  # Not TimeoutError before 3.11.
                     pass
             reader.cancel()
         return 0
