@@ -35,6 +35,7 @@ wspractice_env() {
             "(Debian, Ubuntu: sudo apt install python3 python3-venv)"
         return 1
     fi
+    python="$(command -v "$python")"
     if "$python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
         venv="$("$python" -c 'import sys; print(sys.prefix)')"
     else
