@@ -21,6 +21,7 @@ import asyncio
 import json
 import math
 import random
+import signal
 import sys
 import time
 import urllib.parse
@@ -154,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=positive_int, default=600)
     parser.add_argument("--seed", type=int, default=1, help="for other paths")
     args = parser.parse_args(argv)
+    # Started in the background by a script, the process inherits an ignored
+    # SIGINT, and asyncio.run() then leaves it ignored: Ctrl-C and `kill -INT`
+    # must still stop the users cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
