@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
             " and receives everyone's state. ws://HOST:PORT/echo echoes"
             " every message."
         ),
-        epilog="Stop it with Ctrl-C or SIGTERM: open WebSockets are closed with 1001.",
+        epilog="Stop it with Ctrl-C or SIGTERM: open WebSockets are closed with"
+        " 1001. A second signal stops it at once.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
