@@ -103,8 +103,13 @@ async def user(index: int, args: argparse.Namespace, stop: asyncio.Event) -> int
 
 async def run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Ctrl-C lets every user close cleanly, on every Python version (3.10's
+    # asyncio.run() raises KeyboardInterrupt inside whichever task runs), and
+    # also when a script started us in the background with SIGINT ignored.
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, stop.set)
+        loop.call_later(args.duration, stop.set)
     tasks = [asyncio.create_task(user(i, args, stop)) for i in range(args.users)]
     print(
         f"{args.users} users moving at {args.rate:g} messages a second each;"
@@ -113,7 +118,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     try:
         await asyncio.wait(tasks)
-    except asyncio.CancelledError:  # Ctrl-C: let every user close cleanly.
+    except asyncio.CancelledError:  # Let every user close cleanly.
         stop.set()
         await asyncio.wait(tasks)
     return max(task.result() for task in tasks)
@@ -155,10 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=positive_int, default=600)
     parser.add_argument("--seed", type=int, default=1, help="for other paths")
     args = parser.parse_args(argv)
-    # Started in the background by a script, the process inherits an ignored
-    # SIGINT, and asyncio.run() then leaves it ignored: Ctrl-C and `kill -INT`
-    # must still stop the users cleanly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
