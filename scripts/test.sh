@@ -32,9 +32,11 @@ if [ ! -x "$chromium" ]; then
     fi
 fi
 
-# One test uses Node's ws, the tutorial's own library, as a client.
-if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/ws ]; then
-    say "Node's ws for the Node client test (npm ci in tests/node)"
+# Node's ws and uuid, the tutorial's own libraries: a client of wspractice,
+# and the tutorial's server for the side-by-side handshake test.
+if command -v npm >/dev/null 2>&1 \
+    && { [ ! -d tests/node/node_modules/ws ] || [ ! -d tests/node/node_modules/uuid ]; }; then
+    say "Node's ws and uuid for the Node tests (npm ci in tests/node)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from wspractice import Options, WebSocketServer
+from wspractice import Options, Server
 
 #: Every wait in the tests is a multiple of this; raise it on a slow machine
 #: with WSPRACTICE_TEST_TIMEOUT=10.
@@ -19,7 +19,7 @@ class RunningServer:
     """A server serving in a background thread."""
 
     def __init__(self, options: Options) -> None:
-        self.server = WebSocketServer(options)
+        self.server = Server(options)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}
         )

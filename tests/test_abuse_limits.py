@@ -60,7 +60,11 @@ def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
 ) -> None:
     before = threading.active_count()
     server = start_server(
-        broadcast_interval=0, rate_limit=0, send_timeout=30, close_timeout=0.5
+        broadcast_interval=0,
+        rate_limit=0,
+        send_timeout=30,
+        close_timeout=0.5,
+        max_state_size=32768,
     )
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
@@ -69,9 +73,13 @@ def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
         stalled.handshake("/?username=Stalled")  # ...and never reads again.
         recv_until(alex, lambda s: len(s) == 2)
         pad = "x" * 8000
-        session = next(s for s in server.server.sessions if s.username == "Stalled")
+        session = next(
+            c
+            for c in server.server.websockets.clients
+            if getattr(c.context, "username", None) == "Stalled"
+        )
         deadline = time.monotonic() + 3 * TIMEOUT
-        while session.stalled_since is None:  # Until its buffers are full.
+        while not session.protocol.pending_bytes:  # Until its buffers are full.
             assert time.monotonic() < deadline
             alex.send(f'{{"pad": "{pad}"}}')
             recv_json(alex)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -314,6 +315,262 @@ def test_two_users_with_the_same_name_each_see_only_the_other(
     assert len({first_id, second_id}) == 2 and None not in (first_id, second_id)
     assert first.page.get_attribute(".cursor", "data-uuid") == second_id
     assert second.page.get_attribute(".cursor", "data-uuid") == first_id
+
+
+# ---------------------------------------------------------------- changes only
+
+UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+
+def test_page_negotiates_the_delta_subprotocol_and_shows_its_uuid(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    alice = open_page(page_url(server, "?username=Alice"))
+    alice.wait_connected()
+    assert alice.page.evaluate("wspractice.socket.protocol") == "wspractice-delta"
+    assert alice.page.text_content("#ws-protocol") == "wspractice-delta"
+    alice.page.wait_for_function("wspractice.me !== null", timeout=MS)
+    uuid = alice.page.evaluate("wspractice.me")
+    assert UUID.fullmatch(uuid), uuid
+    assert alice.page.text_content("#my-uuid") == uuid
+    # The server agrees: it offered and selected the subprotocol for the user
+    # with that uuid.
+    with server.server.presence.lock:
+        connection = server.server.presence.connections[uuid]
+    assert connection.request.subprotocols == ("wspractice-delta",)
+    assert connection.subprotocol == "wspractice-delta"
+    assert alice.page.locator("#users li").all_text_contents() == ["Alice(you)"]
+
+
+def wait_same_map(user: User, server: RunningServer) -> dict[str, Any]:
+    """Wait until the page's copy of the map is the server's, order included."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        with server.server.presence.lock:
+            wanted = server.server.presence.users.snapshot()
+        mine = user.page.evaluate("JSON.stringify(wspractice.users)")
+        if json.loads(mine) == json.loads(wanted) and list(json.loads(mine)) == list(
+            json.loads(wanted)
+        ):
+            return json.loads(mine)  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, (mine, wanted)
+        user.page.wait_for_timeout(20)
+
+
+def test_delta_pages_and_a_tutorial_client_see_each_others_moves_joins_and_leaves(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    alice = open_page(page_url(server, "?username=Alice"))
+    alice.wait_connected()
+    # Carol speaks the tutorial's format: no subprotocol, the whole map.
+    with join(server.url("/?username=Carol")) as carol:
+        assert carol.subprotocol is None
+        recv_until(carol, lambda s: "Carol" in users_named(s))
+        alice.page.locator("#users li", has_text="Carol").wait_for(timeout=MS)
+
+        bob = open_page(page_url(server, "?username=Bob"))
+        bob.wait_connected()
+        recv_until(carol, lambda s: "Bob" in users_named(s))
+        for user in (alice, bob):
+            user.page.wait_for_function(
+                "[...document.querySelectorAll('#users li')]"
+                ".map(li => li.textContent.replace('(you)', '')).join()"
+                " === 'Alice,Carol,Bob'",
+                timeout=MS,
+            )
+
+        # Moves, seen by the other page and by the tutorial-format client.
+        bob.page.mouse.move(300, 200)
+        alice.wait_cursor_at("Bob", 300, 200)
+        recv_until(carol, lambda s: users_named(s)["Bob"] == {"x": 300, "y": 200})
+        alice.page.mouse.move(120, 340)
+        bob.wait_cursor_at("Alice", 120, 340)
+        recv_until(carol, lambda s: users_named(s)["Alice"] == {"x": 120, "y": 340})
+        carol.send(json.dumps({"x": 500, "y": 400}))
+        alice.wait_cursor_at("Carol", 500, 400)
+        bob.wait_cursor_at("Carol", 500, 400)
+        for user in (alice, bob):
+            wait_same_map(user, server)
+
+        # Bob leaves: gone for Alice and for Carol.
+        bob.page.click("#leave")
+        alice.cursor("Bob").wait_for(state="detached", timeout=MS)
+        snapshot = recv_until(carol, lambda s: "Bob" not in users_named(s))
+        assert sorted(users_named(snapshot)) == ["Alice", "Carol"]
+        assert list(wait_same_map(alice, server)) == list(snapshot)
+
+    # Carol leaves: Alice is alone again.
+    alice.cursor("Carol").wait_for(state="detached", timeout=MS)
+    alice.page.wait_for_function(
+        "document.querySelectorAll('#users li').length === 1", timeout=MS
+    )
+    assert alice.page.locator("#users li").all_text_contents() == ["Alice(you)"]
+    final = wait_same_map(alice, server)
+    assert list(final) == [alice.page.evaluate("wspractice.me")]
+    assert final[alice.page.evaluate("wspractice.me")] == {
+        "username": "Alice",
+        "state": {"x": 120, "y": 340},
+    }
+
+
+# ---------------------------------------------------------------- leave, rename
+
+
+def test_leave_removes_the_cursor_from_the_other_page_for_good(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    alice = open_page(page_url(server, "?username=Alice"))
+    alice.wait_connected()
+    sockets: list[str] = []
+    bob = open_page(page_url(server), fake_clock=True)
+    bob.page.on("websocket", lambda ws: sockets.append(ws.url))
+    bob.page.fill("#username", "Bob")
+    bob.page.click("button[type=submit]")
+    bob.wait_connected()
+    bob.page.mouse.move(200, 150)
+    alice.wait_cursor_at("Bob", 200, 150)
+
+    bob.page.click("#leave")
+
+    alice.cursor("Bob").wait_for(state="detached", timeout=MS)
+    alice.page.wait_for_function(
+        "document.querySelectorAll('#users li').length === 1", timeout=MS
+    )
+    assert alice.page.locator("#users li").all_text_contents() == ["Alice(you)"]
+    # Bob's page is back at the form with his name in it, and stays there:
+    # 20 s on its clock is more than any reconnection delay.
+    bob.page.clock.run_for(20_000)
+    assert bob.page.is_visible("#login") and not bob.page.is_visible("#session")
+    assert bob.page.input_value("#username") == "Bob"
+    assert bob.page.get_attribute("#status", "data-state") == "idle"
+    assert bob.page.text_content("#status") == "You left"
+    assert bob.page.locator("#users li").count() == 0
+    assert len(sockets) == 1, sockets
+    with join(server.url("/?username=Watcher")) as watcher:
+        snapshot = recv_until(watcher, lambda s: "Watcher" in users_named(s))
+    assert sorted(users_named(snapshot)) == ["Alice", "Watcher"]
+
+
+def test_changing_name_shows_the_new_name_to_the_other_page(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    alice, bob = alice_sees_bob_at(server, open_page, 300, 250)
+    old_id = bob.page.evaluate("wspractice.me")
+
+    bob.page.click("#rename")
+    assert bob.page.input_value("#username") == "Bob"
+    bob.page.fill("#username", "Robert")
+    bob.page.click("button[type=submit]")
+    bob.wait_connected()
+    assert bob.page.text_content("#status") == "Connected as Robert"
+
+    bob.page.mouse.move(450, 200)
+    alice.wait_cursor_at("Robert", 450, 200)
+    assert alice.cursor("Bob").count() == 0
+    assert alice.page.locator(".cursor").count() == 1
+    alice.page.wait_for_function(
+        "[...document.querySelectorAll('#users li')].map(li => li.textContent)"
+        ".join() === 'Alice(you),Robert'",
+        timeout=MS,
+    )
+    # A new name is a new connection: a new user with a new uuid.
+    new_id = alice.page.get_attribute(".cursor", "data-uuid")
+    assert new_id not in (None, old_id)
+    assert bob.page.text_content("#ws-url") == (
+        f"ws://127.0.0.1:{server.port}/?username=Robert"
+    )
+
+
+# ---------------------------------------------------------------- URL and hints
+
+
+def test_page_shows_the_websocket_url_it_uses_and_the_developer_tools(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    sockets: list[str] = []
+    user = open_page(page_url(server))
+    user.page.on("websocket", lambda ws: sockets.append(ws.url))
+    assert not user.page.is_visible("#session")
+    user.page.fill("#username", "Ada Lovelace")
+    user.page.click("button[type=submit]")
+    user.wait_connected()
+
+    url = f"ws://127.0.0.1:{server.port}/?username=Ada%20Lovelace"
+    assert user.page.text_content("#ws-url") == url
+    assert sockets == [url]
+    hint = " ".join(user.page.text_content("#session .devtools").split())
+    assert hint == (
+        "To watch every message, open the developer tools (F12), choose the"
+        " Network tab, select this WebSocket and open its messages."
+    )
+
+
+# The page's own colour function, then every hue's label drawn as the page
+# draws it: [hue, label text colour, label background colour] for each.
+LABEL_COLOURS = """() => {
+    const layer = document.getElementById("cursors");
+    const rows = [];
+    for (let hue = 0; hue < 360; hue++) {
+        const uuid = hue.toString(16).padStart(8, "0") + "-0000-4000-8000-000000000000";
+        const el = document.createElement("div");
+        el.className = "cursor";
+        el.style.setProperty("--colour", wspractice.colourOf(uuid));
+        const label = document.createElement("span");
+        label.className = "label";
+        label.textContent = "Ada";
+        el.append(label);
+        layer.append(el);
+        const style = getComputedStyle(label);
+        rows.push([hue, style.color, style.backgroundColor]);
+        el.remove();
+    }
+    return rows;
+}"""
+
+
+def rgb(css: str) -> tuple[int, int, int]:
+    """``rgb(1, 2, 3)`` (as getComputedStyle serializes a colour) as a tuple."""
+    assert css.startswith("rgb(") and css.endswith(")"), css
+    r, g, b = (int(part) for part in css[4:-1].split(","))
+    return r, g, b
+
+
+def contrast(first: tuple[int, int, int], second: tuple[int, int, int]) -> float:
+    """WCAG 2's contrast ratio, from the relative luminance of each colour."""
+
+    def luminance(colour: tuple[int, int, int]) -> float:
+        r, g, b = (
+            c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+            for c in (value / 255 for value in colour)
+        )
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_contrast_formula_matches_wcag_examples() -> None:
+    assert contrast((0, 0, 0), (255, 255, 255)) == pytest.approx(21)
+    assert contrast((255, 255, 255), (255, 255, 255)) == pytest.approx(1)
+    # The old label colour at hue 60, hsl(60 70% 42%): far below AA.
+    assert contrast((255, 255, 255), (182, 182, 32)) == pytest.approx(2.16, abs=0.01)
+
+
+def test_every_name_label_meets_wcag_aa_contrast(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    user = open_page(page_url(server))
+    rows = user.page.evaluate(LABEL_COLOURS)
+    assert [hue for hue, _, _ in rows] == list(range(360))
+    ratios = {
+        hue: contrast(rgb(text), rgb(background)) for hue, text, background in rows
+    }
+    worst = min(ratios, key=ratios.__getitem__)
+    assert ratios[worst] >= 4.5, (worst, rows[worst])
+    # Each hue still has a colour of its own.
+    assert len({background for _, _, background in rows}) > 300
 
 
 # ---------------------------------------------------------------- status

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from wspractice.app import EchoApp
+from wspractice.connection import Connection
+from wspractice.echo import EchoApp
 from wspractice.errors import HandshakeError, MessageError
-from wspractice.handshake import Upgrade, accept, check_upgrade
+from wspractice.handshake import Request, accept, check_upgrade
 from wspractice.messages import parse_state
-from wspractice.session import Session
 
 from .clients import join, recv_json, recv_until, users_named
 from .conftest import TIMEOUT, RunningServer
@@ -101,7 +101,7 @@ BAD_OFFER = "permessage-deflate; client_max_window_bits=abc"
 
 
 def test_a_deflate_offer_with_a_bad_parameter_is_declined() -> None:
-    upgrade = Upgrade("echo", "/echo", KEY, None, (BAD_OFFER,))
+    upgrade = Request("/echo", "", KEY, extension_offers=(BAD_OFFER,))
     headers, extensions = accept(upgrade, compression=True)
     assert extensions == []
     assert "Sec-WebSocket-Extensions" not in dict(headers)
@@ -194,16 +194,17 @@ class Recorder(EchoApp):
         self.after_abort = 0
         self.messages = 0
 
-    def handle_message(self, session: Session, message: str | bytes) -> None:
+    def handle_message(self, connection: Connection, message: str | bytes) -> None:
         self.messages += 1
-        if session._aborted:
+        if connection.protocol.abort_reason is not None:
             self.after_abort += 1
-        super().handle_message(session, message)
+        super().handle_message(connection, message)
 
 
 def test_a_dropped_client_has_no_more_messages_handled(start_server: Any) -> None:
     server = start_server(send_timeout=0.5)
-    recorder = server.server.echo = Recorder()
+    recorder = Recorder()
+    server.server.websockets.add_endpoint("/echo", recorder)
     client = RawClient(server.port)
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     client.handshake("/echo")
@@ -219,7 +220,7 @@ def test_a_dropped_client_has_no_more_messages_handled(start_server: Any) -> Non
         pass
     client.close()
     deadline = time.monotonic() + 3 * TIMEOUT
-    while server.server.sessions and time.monotonic() < deadline:
+    while server.server.websockets.clients and time.monotonic() < deadline:
         time.sleep(0.05)
     assert recorder.messages > 0
     # Was: hundreds of messages, read and echoed after the drop.

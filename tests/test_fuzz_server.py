@@ -687,13 +687,13 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
         deadline = time.monotonic() + 3 * TIMEOUT
         while time.monotonic() < deadline and (
             len(server.connections) > 2
-            or len(server.sessions) > 2
+            or len(server.websockets.clients) > 2
             or threading.active_count() > threads_before
             or fd_count() > fds_before
         ):
             time.sleep(0.05)
         threads_after, fds_after = threading.active_count(), fd_count()
-        users = len(server.presence.presence)
+        users = len(server.presence.users)
 
         # The walkers stop, make one last move each, and must see both.
         for walker in walkers:
@@ -713,7 +713,7 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
             if w.seen.get(name, 0) < finals[name]
         }
         last_users = [w.users for w in walkers]
-        left = (len(server.connections), len(server.sessions), users)
+        left = (len(server.connections), len(server.websockets.clients), users)
     finally:
         threading.excepthook = previous_hook
         for walker in walkers:

@@ -50,36 +50,24 @@ def test_rfc6455_sample_key_gives_the_rfcs_accept_value() -> None:
     assert extensions == []
 
 
-def test_presence_upgrade_carries_the_username() -> None:
-    upgrade = check_upgrade("HTTP/1.1", "/?username=Alex", headers())
-    assert (upgrade.endpoint, upgrade.path, upgrade.username) == (
-        "presence",
-        "/",
-        "Alex",
-    )
+def test_the_request_carries_path_and_query_for_the_endpoint() -> None:
+    request = check_upgrade("HTTP/1.1", "/rooms/1?username=Bo", headers())
+    assert (request.path, request.query) == ("/rooms/1", "username=Bo")
+    assert parse_username(request.query) == "Bo"
 
 
-def test_echo_path_needs_no_username() -> None:
-    upgrade = check_upgrade("HTTP/1.1", "/echo", headers())
-    assert (upgrade.endpoint, upgrade.username) == ("echo", None)
-
-
-def test_any_other_path_is_the_presence_app() -> None:
-    upgrade = check_upgrade("HTTP/1.1", "/rooms/1?username=Bo", headers())
-    assert (upgrade.endpoint, upgrade.path, upgrade.username) == (
-        "presence",
-        "/rooms/1",
-        "Bo",
-    )
+def test_a_path_without_a_query_has_an_empty_one() -> None:
+    request = check_upgrade("HTTP/1.1", "/echo", headers())
+    assert (request.path, request.query) == ("/echo", "")
 
 
 def test_header_tokens_are_case_insensitive_lists() -> None:
-    upgrade = check_upgrade(
+    request = check_upgrade(
         "HTTP/1.1",
         "/echo",
         headers(Upgrade="WebSocket", Connection="keep-alive, upgrade"),
     )
-    assert upgrade.endpoint == "echo"
+    assert request.path == "/echo"
 
 
 @pytest.mark.parametrize(
@@ -155,7 +143,8 @@ def test_valid_usernames(query: str, name: str) -> None:
 def test_raw_utf8_in_the_request_line_is_understood() -> None:
     # http.server decodes the request line as latin-1.
     target = "/?username=王".encode().decode("latin-1")
-    assert check_upgrade("HTTP/1.1", target, headers()).username == "王"
+    request = check_upgrade("HTTP/1.1", target, headers())
+    assert parse_username(request.query) == "王"
 
 
 def test_plain_requests_are_not_websocket_requests() -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import configparser
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -48,3 +52,25 @@ def test_the_license_is_an_spdx_expression_without_license_classifiers() -> None
     assert "license" not in metadata
     assert "License ::" not in metadata["classifiers"]
     assert (ROOT / metadata["license_files"]).exists()
+
+
+def test_the_sdist_template_takes_every_file_in_git() -> None:
+    """MANIFEST.in names every tracked file outside the package (tests,
+    scripts, docs), so the sdist can run its own tests."""
+    filelist_module = pytest.importorskip("setuptools.command.egg_info")
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    files = filelist_module.FileList()
+    files.allfiles = tracked
+    for line in (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            files.process_template_line(line)
+    wanted = {
+        path
+        for path in tracked
+        if not path.startswith("wspractice/") and path not in {".gitignore"}
+    }
+    assert wanted - set(files.files) == set()

@@ -1,22 +1,22 @@
-"""RFC 6455 behaviour on the wire: control frames, closing, errors, limits."""
+"""The connection core, driven with byte strings and a fake clock.
+
+No socket, no thread, no sleep: each test feeds :class:`Protocol` the bytes a
+client would send, at times it chooses, and reads back the frames the server
+would write. Client frames are built by hand (tests/rawws.py), independently
+of wsproto.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import socket
 import struct
-import threading
-from typing import Any
+import zlib
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from wsproto.extensions import PerMessageDeflate
 
-from wspractice.app import EchoApp
-from wspractice.session import Session
+from wspractice.config import Options
+from wspractice.protocol import HIGH_WATER, Broadcast, Protocol, Snapshot
 
-from .clients import join, recv_json, recv_until, users_named
-from .conftest import TIMEOUT, RunningServer
 from .rawws import (
     OP_BINARY,
     OP_CLOSE,
@@ -24,336 +24,454 @@ from .rawws import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    RawClient,
     close_frame,
     frame,
-    upgrade_request,
+    parse_frames,
 )
 
-
-def test_ping_is_answered_with_a_pong_carrying_the_same_payload(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(frame(OP_PING, b"are you there?"))
-        assert client.read_frame() == (OP_PONG, True, b"are you there?")
+START = 1000.0
 
 
-def test_client_close_is_answered_and_the_server_closes_tcp(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(close_frame(1000, "bye"))
-        assert client.read_close() == (1000, "bye")
-        assert client.at_eof()
+class Client:
+    """A protocol and a fake clock; what a socket would carry, as frames."""
+
+    def __init__(self, **changes: object) -> None:
+        self.options = Options(
+            max_message_size=1000,
+            ping_interval=20,
+            ping_timeout=10,
+            close_timeout=5,
+            send_timeout=30,
+        ).replace(**changes)
+        self.now = START
+        self.protocol = Protocol(self.options, self.now, **self.protocol_args())
+
+    def protocol_args(self) -> dict[str, object]:
+        return {}
+
+    def send(self, *frames: bytes) -> list[str | bytes]:
+        """Feed frames in one read; every message the protocol hands out."""
+        self.protocol.receive_data(b"".join(frames), self.now)
+        return self.messages()
+
+    def messages(self) -> list[str | bytes]:
+        found = []
+        while (message := self.protocol.next_message()) is not None:
+            found.append(message)
+        return found
+
+    def wire(self) -> bytes:
+        """Everything the protocol wants written, as if the socket took it all."""
+        data = b""
+        while (chunk := self.protocol.data_to_send()) is not None:
+            data += bytes(chunk)
+            self.protocol.data_sent(len(chunk), self.now)
+        return data
+
+    def received(self) -> list[tuple[int, bool, bytes]]:
+        return parse_frames(self.wire())
+
+    def close_frame_received(self) -> tuple[int, str]:
+        ((opcode, fin, payload),) = self.received()
+        assert (opcode, fin) == (OP_CLOSE, True)
+        (code,) = struct.unpack("!H", payload[:2])
+        return code, payload[2:].decode()
+
+    def tick(self, seconds: float) -> None:
+        """Let time pass and run the timer if it is due."""
+        self.now += seconds
+        deadline = self.protocol.deadline()
+        if deadline is not None and self.now >= deadline:
+            self.protocol.timer(self.now)
 
 
-def test_close_without_a_status_code_is_answered_with_an_empty_close(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(frame(OP_CLOSE))
-        assert client.read_frame() == (OP_CLOSE, True, b"")
-        assert client.at_eof()
+# ---------------------------------------------------------------- messages
 
 
-def test_frame_in_the_same_packet_as_the_handshake_is_not_lost(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.send(upgrade_request("/echo") + frame(OP_TEXT, b"early bird"))
-        assert client.read_response().status == 101
-        assert client.read_frame() == (OP_TEXT, True, b"early bird")
+def test_a_text_message_is_str_and_a_binary_one_bytes() -> None:
+    client = Client()
+    messages = client.send(frame(OP_TEXT, "héllo".encode()), frame(OP_BINARY, b"\0\1"))
+    assert messages == ["héllo", b"\0\1"]
+    assert client.received() == []
 
 
-def test_state_in_the_same_packet_as_the_handshake_is_applied(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.send(upgrade_request() + frame(OP_TEXT, b'{"x": 7, "y": 8}'))
-        assert client.read_response().status == 101
-        # The join and the update may come as one coalesced snapshot.
-        while True:
-            snapshot = json.loads(client.read_frame()[2])
-            if users_named(snapshot) != {"Alex": {}}:
-                break
-    assert users_named(snapshot) == {"Alex": {"x": 7, "y": 8}}
+def test_fragments_are_assembled_and_pings_between_them_answered() -> None:
+    client = Client()
+    messages = client.send(
+        frame(OP_TEXT, b"hel", fin=False),
+        frame(OP_PING, b"are you there"),
+        frame(OP_CONT, b"lo", fin=False),
+        frame(OP_CONT, b"!"),
+    )
+    assert messages == ["hello!"]
+    assert client.received() == [(OP_PONG, True, b"are you there")]
 
 
-def test_eof_without_close_makes_the_user_leave(server: RunningServer) -> None:
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        with RawClient(server.port) as client:
-            client.handshake("/?username=Bob")
-            recv_until(alex, lambda s: len(s) == 2)
-        # The raw socket closed without a close frame.
-        assert users_named(recv_until(alex, lambda s: len(s) == 1)) == {"Alex": {}}
+def test_a_message_is_handed_out_before_a_close_frame_read_with_it() -> None:
+    client = Client()
+    client.protocol.receive_data(frame(OP_TEXT, b"last") + close_frame(1000), START)
+    assert client.protocol.next_message() == "last"
+    # The endpoint can still answer: the close frame is not handled yet.
+    assert client.protocol.send_text("reply")
+    assert client.protocol.next_message() is None
+    opcodes = [opcode for opcode, _, _ in client.received()]
+    assert opcodes == [OP_TEXT, OP_CLOSE]
+    assert client.protocol.closed
+
+
+def test_a_client_close_is_answered_with_its_code_and_ends_the_connection() -> None:
+    client = Client()
+    assert client.send(close_frame(1000, "bye")) == []
+    assert client.close_frame_received() == (1000, "bye")
+    assert client.protocol.closed
+    assert not client.protocol.send_text("too late")
+
+
+def test_a_close_without_a_code_is_answered_with_an_empty_close() -> None:
+    client = Client()
+    client.send(frame(OP_CLOSE))
+    assert client.received() == [(OP_CLOSE, True, b"")]
+    assert client.protocol.closed
+
+
+def test_bytes_with_the_handshake_and_split_reads_make_the_same_messages() -> None:
+    data = frame(OP_TEXT, b'{"x": 1}') + frame(OP_TEXT, b'{"x": 2}')
+    client = Client()
+    found = []
+    for i in range(len(data)):  # One byte per read.
+        found += client.send(data[i : i + 1])
+    assert found == ['{"x": 1}', '{"x": 2}']
+
+
+def test_end_of_stream_without_a_close_frame_ends_the_connection() -> None:
+    client = Client()
+    client.protocol.receive_data(frame(OP_TEXT, b"partial", fin=False), START)
+    client.protocol.receive_eof(START)
+    assert client.messages() == []
+    assert client.protocol.closed
+    assert client.received() == []  # Nobody to answer.
+
+
+# ---------------------------------------------------------------- protocol errors
 
 
 @pytest.mark.parametrize(
-    ("data", "reason"),
+    ("data", "fragment"),
     [
-        (
-            frame(OP_TEXT, b"hi", mask=False),
-            "server received unexpected unmasked frame",
-        ),
-        (frame(0x3, b"hi"), "Invalid opcode 0x3"),
-        (frame(OP_TEXT, b"hi", rsv=4), "Reserved bit set unexpectedly"),
-        (frame(OP_CONT, b"hi"), "unexpected CONTINUATION"),
-        (frame(OP_PING, b"", fin=False), "Invalid attempt to fragment control frame"),
+        (frame(OP_TEXT, b"x", rsv=4), "Reserved bit set"),
+        (frame(0x3, b"x"), "Invalid opcode"),
+        (frame(OP_PING, b"x", fin=False), "fragment control frame"),
         (frame(OP_PING, b"x" * 126), "Control frame with payload len > 125"),
-        (frame(OP_CLOSE, b"\x03"), "CLOSE with 1 byte payload"),
-        (close_frame(999), "CLOSE with invalid code"),
+        (frame(OP_CONT, b"x"), "unexpected continuation"),
+        (frame(OP_TEXT, b"x", mask=False), "masked"),
     ],
+    ids=["rsv", "opcode", "fragmented-ping", "long-ping", "orphan-cont", "unmasked"],
 )
-def test_protocol_violations_close_with_1002(
-    server: RunningServer, data: bytes, reason: str
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(data)
-        assert client.read_close() == (1002, reason)
-        assert client.at_eof()
+def test_a_protocol_violation_closes_with_1002(data: bytes, fragment: str) -> None:
+    client = Client()
+    assert client.send(data, frame(OP_TEXT, b"never read")) == []
+    code, reason = client.close_frame_received()
+    assert code == 1002
+    assert fragment.lower() in reason.lower()
+    # Nothing after the violation is parsed, and there is no waiting for a
+    # reply that could not be parsed anyway.
+    assert client.protocol.closed
+    assert client.send(frame(OP_TEXT, b"more")) == []
 
 
-def test_protocol_violation_in_the_presence_app_keeps_others_connected(
-    server: RunningServer,
-) -> None:
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        alex.send('{"x": 1}')
-        recv_json(alex)
-        with RawClient(server.port) as client:
-            client.handshake("/?username=Mallory")
-            client.send(frame(OP_TEXT, b"{}", rsv=2))
-            assert client.read_close()[0] == 1002
-        snapshot = recv_until(alex, lambda s: len(s) == 1)
-        assert users_named(snapshot) == {"Alex": {"x": 1}}
-        alex.send('{"x": 2}')
-        assert users_named(recv_json(alex)) == {"Alex": {"x": 2}}
-
-
-def test_invalid_utf8_text_closes_with_1007(server: RunningServer) -> None:
-    with RawClient(server.port) as client:
-        client.handshake()
-        client.read_frame()  # The join snapshot.
-        client.send(frame(OP_TEXT, b'{"x": "\xff"}'))
-        code, reason = client.read_close()
+def test_invalid_utf8_closes_with_1007_even_across_fragments() -> None:
+    client = Client()
+    # U+00E9 is C3 A9: split between frames, then broken by the second byte.
+    client.send(frame(OP_TEXT, b"caf\xc3", fin=False), frame(OP_CONT, b"\x28"))
+    code, _ = client.close_frame_received()
     assert code == 1007
-    assert "can't decode byte 0xff" in reason
+    assert client.protocol.closed
 
 
-def test_invalid_utf8_split_across_fragments_closes_with_1007(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(frame(OP_TEXT, b"caf\xc3", fin=False))
-        client.send(frame(OP_CONT, b"\x28", fin=True))
-        assert client.read_close()[0] == 1007
+# ---------------------------------------------------------------- limits
 
 
-def test_echo_returns_text_and_binary_unchanged(server: RunningServer) -> None:
-    with join(server.url("/echo")) as ws:
-        ws.send("héllo 王")
-        assert ws.recv(timeout=TIMEOUT) == "héllo 王"
-        ws.send(bytes(range(256)))
-        assert ws.recv(timeout=TIMEOUT) == bytes(range(256))
-        ws.send("")
-        assert ws.recv(timeout=TIMEOUT) == ""
-        ws.send(iter([b"frag", b"men", b"ted"]))
-        assert ws.recv(timeout=TIMEOUT) == b"fragmented"
+def test_a_message_over_the_limit_closes_with_1009_counting_fragments() -> None:
+    client = Client(max_message_size=10)
+    messages = client.send(
+        frame(OP_TEXT, b"123456", fin=False), frame(OP_CONT, b"78901", fin=False)
+    )
+    assert messages == []
+    assert client.close_frame_received() == (1009, "message is larger than 10 bytes")
+    # We sent our close: what the client sends now is dropped (RFC 6455 1.4),
+    # and its close frame ends the closing handshake.
+    assert client.send(frame(OP_CONT, b"x"), frame(OP_TEXT, b"later")) == []
+    assert not client.protocol.closed
+    client.send(close_frame(1009))
+    assert client.protocol.closed
+    assert client.received() == []
 
 
-def test_echo_handles_a_message_split_into_many_frames(server: RunningServer) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        parts = [b"a" * 10] * 100
-        data = frame(OP_BINARY, parts[0], fin=False)
-        data += b"".join(frame(OP_CONT, p, fin=False) for p in parts[1:-1])
-        data += frame(OP_CONT, parts[-1], fin=True)
-        client.send(data)
-        opcode, fin, payload = client.read_frame()
-    assert (opcode, fin, payload) == (OP_BINARY, True, b"a" * 1000)
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    client = Client(max_message_size=10)
+    assert client.send(frame(OP_TEXT, "ééééé".encode())) == ["ééééé"]  # 10 bytes.
+    client.send(frame(OP_TEXT, "éééééé".encode()))
+    assert client.close_frame_received()[0] == 1009
 
 
-def test_pings_between_fragments_are_answered(server: RunningServer) -> None:
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(frame(OP_TEXT, b"one ", fin=False))
-        client.send(frame(OP_PING, b"p"))
-        client.send(frame(OP_CONT, b"two", fin=True))
-        assert client.read_frame() == (OP_PONG, True, b"p")
-        assert client.read_frame() == (OP_TEXT, True, b"one two")
-
-
-def test_echo_message_over_the_limit_closes_with_1009(start_server: Any) -> None:
-    server = start_server(max_message_size=1000)
-    with join(server.url("/echo")) as ws:
-        ws.send(b"x" * 1000)
-        assert len(ws.recv(timeout=TIMEOUT)) == 1000
-        ws.send(b"x" * 1001)
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=TIMEOUT)
-    assert ws.close_code == 1009
-    assert ws.close_reason == "message is larger than 1000 bytes"
-
-
-def test_a_huge_declared_length_is_refused_without_waiting_for_it(
-    start_server: Any,
-) -> None:
-    server = start_server(max_message_size=1000)
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        client.send(frame(OP_BINARY, b"x" * 2000, length=1 << 40)[:2014])
-        assert client.read_close() == (1009, "message is larger than 1000 bytes")
-
-
-class BrokenEcho(EchoApp):
-    """An endpoint with a bug, to exercise the server's error path."""
-
-    def handle_message(self, session: Session, message: str | bytes) -> None:
-        if message == "crash":
-            raise RuntimeError("a bug in the endpoint")
-        super().handle_message(session, message)
-
-
-def test_an_unexpected_error_closes_with_1011_and_is_logged_not_sent(
-    server: RunningServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    server.server.echo = BrokenEcho()
-    with caplog.at_level(logging.ERROR, logger="wspractice"):
-        with join(server.url("/echo")) as ws:
-            ws.send("fine")
-            assert ws.recv(timeout=TIMEOUT) == "fine"
-            ws.send("crash")
-            with pytest.raises(ConnectionClosed):
-                ws.recv(timeout=TIMEOUT)
-    assert ws.close_code == 1011
-    assert ws.close_reason == "internal server error"
-    assert any(
-        record.exc_info and "a bug in the endpoint" in str(record.exc_info[1])
-        for record in caplog.records
+def test_too_many_fragments_close_with_1008() -> None:
+    client = Client(max_message_size=1024)  # At most 64 fragments.
+    frames = [frame(OP_TEXT, b"a", fin=False)]
+    frames += [frame(OP_CONT, b"a", fin=False) for _ in range(64)]
+    client.send(*frames)
+    assert client.close_frame_received() == (
+        1008,
+        "message split into more than 64 fragments",
     )
 
 
-def test_a_client_that_never_answers_our_close_is_dropped(start_server: Any) -> None:
-    server = start_server(close_timeout=0.3)
-    with RawClient(server.port) as client:
-        client.handshake()
-        client.read_frame()
-        client.send(frame(OP_BINARY, b"x"))  # Presence: 1003, then silence.
-        assert client.read_close()[0] == 1003
-        assert client.at_eof()
+# ---------------------------------------------------------------- closing
 
 
-def test_closing_handshake_ends_with_the_server_closing_tcp_first(
-    server: RunningServer,
-) -> None:
-    with RawClient(server.port) as client:
-        client.handshake()
-        client.read_frame()
-        client.send(close_frame(1000))
-        assert client.read_close() == (1000, "")
-        client.sock.settimeout(TIMEOUT)
-        assert client.sock.recv(1) == b""  # FIN from the server.
+def test_our_close_waits_for_the_clients_then_ends() -> None:
+    client = Client()
+    client.protocol.close(1001, "going away", client.now)
+    assert client.close_frame_received() == (1001, "going away")
+    assert client.protocol.close_code == 1001
+    assert not client.protocol.closed
+    assert client.send(frame(OP_TEXT, b"late")) == []  # Dropped.
+    client.send(close_frame(1001))
+    assert client.protocol.closed
+    assert client.protocol.deadline() is None
 
 
-def test_server_shutdown_closes_every_websocket_with_1001(
-    start_server: Any,
-) -> None:
-    server = start_server()
-    with join(server.url("/?username=Alex")) as alex, join(server.url("/echo")) as echo:
-        recv_json(alex)
-        stopper = threading.Thread(target=server.stop)
-        stopper.start()
-        for ws in (alex, echo):
-            with pytest.raises(ConnectionClosed):
-                while True:
-                    ws.recv(timeout=TIMEOUT)
-        stopper.join(TIMEOUT)
-    assert (alex.close_code, alex.close_reason) == (1001, "server shutting down")
-    assert echo.close_code == 1001
-    assert not stopper.is_alive()
+def test_a_client_that_never_answers_our_close_is_dropped_after_close_timeout() -> None:
+    client = Client(close_timeout=5)
+    client.protocol.close(1000, "", client.now)
+    client.wire()
+    assert client.protocol.deadline() == START + 5
+    client.tick(4.9)
+    assert client.protocol.abort_reason is None
+    client.tick(0.1)
+    assert client.protocol.abort_reason == (
+        "the client did not finish the closing handshake"
+    )
+    assert client.protocol.closed
 
 
-def test_connection_reset_by_the_client_costs_others_nothing(
-    server: RunningServer,
-) -> None:
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        raw = socket.create_connection(("127.0.0.1", server.port))
-        raw.sendall(upgrade_request("/?username=Bob"))
-        recv_until(alex, lambda s: len(s) == 2)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        raw.close()  # RST, not FIN.
-        recv_until(alex, lambda s: len(s) == 1)
-        alex.send("{}")
-        assert len(recv_json(alex)) == 1
+def test_close_is_a_no_op_once_started() -> None:
+    client = Client()
+    client.protocol.close(1000, "first", client.now)
+    client.protocol.close(1011, "second", client.now)
+    assert client.close_frame_received() == (1000, "first")
 
 
-def test_an_idle_client_is_pinged_and_stays_if_it_answers(start_server: Any) -> None:
-    server = start_server(ping_interval=0.2, ping_timeout=0.5)
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        for _ in range(3):
-            opcode, fin, payload = client.read_frame()
-            assert (opcode, fin, len(payload)) == (OP_PING, True, 4)
-            client.send(frame(OP_PONG, payload))
-        client.send(frame(OP_TEXT, b"still here"))
-        while (frame_ := client.read_frame())[0] == OP_PING:
-            client.send(frame(OP_PONG, frame_[2]))
-        assert frame_ == (OP_TEXT, True, b"still here")
+# ---------------------------------------------------------------- keepalive
 
 
-def test_a_client_that_never_answers_pings_is_closed_with_1011(
-    start_server: Any,
-) -> None:
-    server = start_server(ping_interval=0.2, ping_timeout=0.3)
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        assert client.read_frame()[0] == OP_PING
-        assert client.read_close() == (
-            1011,
-            "keepalive ping timeout: no pong within 0.3 s",
-        )
+def test_an_idle_client_is_pinged_and_a_matching_pong_keeps_it() -> None:
+    client = Client(ping_interval=20, ping_timeout=10)
+    assert client.protocol.deadline() == START + 20
+    client.tick(20)
+    ((opcode, _, payload),) = client.received()
+    assert opcode == OP_PING
+    assert client.protocol.deadline() == START + 30  # The pong's deadline.
+    client.send(frame(OP_PONG, payload))
+    assert client.protocol.deadline() == START + 40  # Next ping: 20 s from the pong.
+    client.tick(10)
+    assert client.received() == []
+    assert client.protocol.open
 
 
-def test_a_pong_with_the_wrong_payload_does_not_count(start_server: Any) -> None:
-    server = start_server(ping_interval=0.2, ping_timeout=0.3)
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        assert client.read_frame()[0] == OP_PING
-        client.send(frame(OP_PONG, b"nope"))
-        assert client.read_close()[0] == 1011
+def test_reading_anything_postpones_the_ping() -> None:
+    client = Client(ping_interval=20)
+    client.tick(15)
+    client.send(frame(OP_TEXT, b"{}"))
+    assert client.protocol.deadline() == START + 35
+    client.tick(5)  # 20 s after the start, 5 s after the message.
+    assert client.received() == []
 
 
-def test_websockets_client_stays_connected_across_pings(start_server: Any) -> None:
-    server = start_server(ping_interval=0.1, ping_timeout=0.5)
-    with join(server.url("/?username=Alex")) as alex:
-        recv_json(alex)
-        threading.Event().wait(0.6)  # Several ping intervals, idle.
-        alex.send('{"x": 1}')
-        assert users_named(recv_json(alex)) == {"Alex": {"x": 1}}
+def test_no_pong_within_ping_timeout_closes_with_1011() -> None:
+    client = Client(ping_interval=20, ping_timeout=10)
+    client.tick(20)
+    ((_, _, payload),) = client.received()
+    client.send(frame(OP_PONG, payload + b"?"))  # Not ours: does not count.
+    client.tick(9.9)
+    assert client.received() == []
+    client.tick(0.1)
+    assert client.close_frame_received() == (
+        1011,
+        "keepalive ping timeout: no pong within 10 s",
+    )
+    client.tick(5)  # close_timeout
+    assert client.protocol.abort_reason is not None
 
 
-def test_too_many_fragments_in_one_message_close_with_1008(
-    start_server: Any,
-) -> None:
-    server = start_server(max_message_size=1024)  # 64 fragments at most
-    with RawClient(server.port) as client:
-        client.handshake("/echo")
-        data = frame(OP_TEXT, b"", fin=False)
-        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(62))
-        client.send(data + frame(OP_CONT, b"ok", fin=True))  # 64 frames
-        assert client.read_frame() == (OP_TEXT, True, b"ok")
-        data = frame(OP_TEXT, b"", fin=False)
-        data += b"".join(frame(OP_CONT, b"", fin=False) for _ in range(64))
-        client.send(data)
-        assert client.read_close() == (
-            1008,
-            "message split into more than 64 fragments",
-        )
+def test_no_pings_when_the_interval_is_zero() -> None:
+    client = Client(ping_interval=0)
+    assert client.protocol.deadline() is None
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+def snapshot(version: int) -> Snapshot:
+    text = f'{{"v":{version}}}'
+    return Snapshot(version, text, bytes([0x81, len(text)]) + text.encode())
+
+
+class Sum(Broadcast):
+    """A broadcast that merges by adding up, like changes that accumulate."""
+
+    __slots__ = ("total",)
+
+    def __init__(self, version: int, total: int) -> None:
+        super().__init__(version, None)  # Each connection frames its own.
+        self.total = total
+
+    def text(self) -> str:
+        return str(self.total)
+
+    def merged(self, newer: Broadcast) -> Broadcast:
+        assert isinstance(newer, Sum)
+        return Sum(newer.version, self.total + newer.total)
+
+
+def test_a_full_socket_keeps_only_the_newest_snapshot_after_own_replies() -> None:
+    client = Client()
+    protocol = client.protocol
+    protocol.send_broadcast(snapshot(1))
+    chunk = protocol.data_to_send()
+    assert chunk is not None
+    protocol.data_sent(0, client.now)  # The socket is full.
+    protocol.send_broadcast(snapshot(2))
+    protocol.send_text("reply")
+    protocol.send_broadcast(snapshot(3))
+    protocol.send_broadcast(snapshot(2))  # Older than the newest: ignored.
+    assert [payload for _, _, payload in client.received()] == [
+        b'{"v":1}',  # Was being written: it goes out whole.
+        b"reply",
+        b'{"v":3}',
+    ]
+
+
+def test_a_waiting_broadcast_is_merged_with_newer_ones_never_skipped() -> None:
+    client = Client()
+    protocol = client.protocol
+    protocol.send_text("first")
+    protocol.data_to_send()
+    protocol.data_sent(0, client.now)  # The socket is full.
+    for version in range(1, 5):
+        protocol.send_broadcast(Sum(version, version))
+    assert [payload for _, _, payload in client.received()] == [b"first", b"10"]
+    protocol.send_broadcast(Sum(5, 5))
+    assert client.received() == [(OP_TEXT, True, b"5")]
+
+
+def test_a_partial_write_resumes_where_it_stopped() -> None:
+    client = Client()
+    client.protocol.send_text("abcdef")
+    chunk = client.protocol.data_to_send()
+    assert chunk is not None
+    client.protocol.data_sent(3, client.now)
+    rest = client.protocol.data_to_send()
+    assert rest is not None and bytes(rest) == bytes(chunk[3:])
+    assert client.wire() == bytes(rest)
+
+
+def test_a_socket_that_takes_nothing_for_send_timeout_is_dropped() -> None:
+    client = Client(send_timeout=30, ping_interval=0)
+    client.protocol.send_text("x" * 100)
+    client.protocol.data_to_send()
+    client.protocol.data_sent(0, client.now)
+    assert client.protocol.deadline() == START + 30
+    client.tick(20)
+    client.protocol.data_to_send()
+    client.protocol.data_sent(10, client.now)  # Progress: the clock restarts.
+    assert client.protocol.deadline() == START + 50
+    client.tick(30)
+    assert client.protocol.abort_reason == "the client took no data for 30 seconds"
+    assert client.protocol.data_to_send() is None
+    assert client.protocol.closed
+
+
+def test_reading_pauses_while_replies_pile_up_and_resumes_as_they_leave() -> None:
+    client = Client(max_message_size=HIGH_WATER)
+    protocol = client.protocol
+    while not protocol.reading_paused:
+        assert protocol.send_bytes(b"x" * 4096)
+    assert protocol.pending_bytes > HIGH_WATER
+    client.wire()
+    assert not protocol.reading_paused
+    assert protocol.pending_bytes == 0
+
+
+def test_an_aborted_connection_sends_and_reads_nothing_more() -> None:
+    client = Client()
+    client.protocol.send_text("queued")
+    client.protocol.abort("testing")
+    assert client.protocol.data_to_send() is None
+    assert not client.protocol.send_text("more")
+    assert client.send(frame(OP_TEXT, b"ignored")) == []
+    assert client.protocol.closed
+
+
+def test_every_frame_is_sealed_once_in_the_order_it_leaves() -> None:
+    sealed: list[bytes] = []
+
+    def seal(data: bytes) -> bytes:
+        sealed.append(data)
+        return b"<" + data + b">"
+
+    class Sealed(Client):
+        def protocol_args(self) -> dict[str, object]:
+            return {"seal": seal}
+
+    client = Sealed()
+    client.protocol.send_broadcast(snapshot(1))
+    client.protocol.data_to_send()
+    client.protocol.data_sent(0, client.now)
+    client.protocol.send_broadcast(snapshot(2))  # Replaced before leaving...
+    client.protocol.send_broadcast(snapshot(3))
+    client.protocol.send_text("a")
+    wire = client.wire()
+    # ...so never sealed; the rest in wire order.
+    assert [s[2:] for s in sealed] == [b'{"v":1}', b"a", b'{"v":3}']
+    assert wire == b"".join(b"<" + s + b">" for s in sealed)
+
+
+# ---------------------------------------------------------------- compression
+
+
+class Compressed(Client):
+    def protocol_args(self) -> dict[str, object]:
+        deflate = PerMessageDeflate()
+        deflate.finalize("permessage-deflate")
+        return {"extensions": [deflate]}
+
+
+def deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)
+    payload = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return frame(OP_TEXT, payload[:-4], rsv=4)  # RSV1: compressed.
+
+
+def test_a_compressed_message_is_inflated() -> None:
+    client = Compressed()
+    assert client.send(deflated(b'{"x": 1}' * 10)) == ['{"x": 1}' * 10]
+
+
+def test_a_deflate_bomb_stops_at_the_size_limit() -> None:
+    client = Compressed(max_message_size=64 * 1024)
+    bomb = deflated(b" " * (64 * 1024 * 1024))
+    assert len(bomb) < 100 * 1024
+    client.send(bomb)
+    assert client.close_frame_received() == (
+        1009,
+        f"message is larger than {64 * 1024} bytes",
+    )
+
+
+def test_a_compressed_connection_frames_snapshots_itself() -> None:
+    client = Compressed()
+    client.protocol.send_broadcast(snapshot(1))
+    ((opcode, fin, payload),) = client.received()
+    assert (opcode, fin) == (OP_TEXT, True)
+    inflated = zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff")
+    assert inflated == b'{"v":1}'

@@ -9,6 +9,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import Options
-from .server import WebSocketServer
+from .connection import Connection, Endpoint
+from .handshake import Request
+from .server import Server
 
-__all__ = ["Options", "WebSocketServer", "__version__"]
+__all__ = ["Connection", "Endpoint", "Options", "Request", "Server", "__version__"]

@@ -21,7 +21,7 @@ from types import FrameType
 
 from . import __version__
 from .config import DEFAULT_MAX_MESSAGE_SIZE, Options
-from .server import WebSocketServer
+from .server import Server
 
 logger = logging.getLogger("wspractice")
 
@@ -138,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse new WebSockets with 503 beyond N open ones",
     )
     net.add_argument(
+        "--max-connections-per-address",
+        type=non_negative_int,
+        metavar="N",
+        default=defaults.max_connections_per_address,
+        help="refuse new WebSockets from one client address with 429 beyond N"
+        " open ones (0: no limit); behind a proxy every client has the"
+        " proxy's address, so raise it or set 0 there",
+    )
+    net.add_argument(
         "--handshake-timeout",
         type=positive_seconds,
         metavar="SECONDS",
@@ -150,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="BYTES",
         default=defaults.max_header_size,
-        help="largest request line plus headers; larger requests get 431",
+        help="largest request head: a longer request line gets 414, a request"
+        " line and headers longer together get 431",
     )
     proto = parser.add_argument_group("protocol")
     proto.add_argument(
@@ -215,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
         " in their users' messages (0: no cap)",
     )
     app.add_argument(
+        "--max-state-size",
+        type=positive_int,
+        metavar="BYTES",
+        default=defaults.max_state_size,
+        help="largest state a user may set, in bytes of compact JSON; a larger"
+        " one gets an error reply and the old state stays",
+    )
+    app.add_argument(
         "--max-bad-messages",
         type=non_negative_int,
         metavar="N",
@@ -272,13 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--trace",
         action="store_true",
-        help="log the raw handshake, how Sec-WebSocket-Accept is computed, and"
-        " every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
+        help="log each upgrade request's line and headers as http.server parsed"
+        " them, the 101 response as sent, how Sec-WebSocket-Accept is computed,"
+        " and every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
     )
     return parser
 
 
+#: Speed mechanisms to turn off, for the benchmark's ablation (comma-separated;
+#: see wspractice/fanout.py). Not a command-line option: it is not for users.
+ABLATE_VARIABLE = "WSPRACTICE_ABLATE"
+
+
 def options_from_args(args: argparse.Namespace) -> Options:
+    ablate = os.environ.get(ABLATE_VARIABLE, "")
     return Options(
         host=args.host,
         port=args.port,
@@ -294,12 +319,15 @@ def options_from_args(args: argparse.Namespace) -> Options:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        max_state_size=args.max_state_size,
         handshake_timeout=args.handshake_timeout,
         max_header_size=args.max_header_size,
         allowed_origins=tuple(args.allowed_origins),
         certfile=args.certfile,
         keyfile=args.keyfile,
         trace=args.trace,
+        ablate=tuple(name.strip() for name in ablate.split(",") if name.strip()),
     )
 
 
@@ -476,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", problem)
         return 1
     try:
-        server = WebSocketServer(options)
+        server = Server(options)
     except ssl.SSLError as exc:
         logger.error("cannot use the certificate or key: %s", exc)
         return 1
@@ -504,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             logger.info("shutting down")
         finally:
-            server.close_sessions()
+            server.close_connections()
             server.server_close()
         logger.info("stopped")
         stopper.finished = True

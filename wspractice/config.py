@@ -19,6 +19,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024
 #: The longest username, in characters, after percent-decoding.
 MAX_USERNAME_LENGTH = 64
 
+#: Speed mechanisms that ``Options.ablate`` may turn off (see
+#: :mod:`wspractice.fanout`).
+ABLATABLE = ("gate", "pacing")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -62,8 +66,18 @@ class Options:
     #: one read, and must not count as a flood (with 120, a server 4 s behind
     #: at 500 users dropped well-behaved clients' moves).
     rate_burst: int = 600
+    #: Largest state a presence client may set, in bytes of compact JSON.
+    #: A cursor needs about 20 (``{"x":412,"y":230}``), a rich presence
+    #: state (cursor, viewport, selection, colour, status) a few hundred;
+    #: 1 KiB leaves room for that and keeps a full map of N users under
+    #: N × 1.1 KB, which every tutorial client receives after every change.
+    max_state_size: int = 1024
     #: Refuse new WebSockets with 503 beyond this many open ones.
     max_connections: int = 10_000
+    #: Refuse new WebSockets from one client address beyond this many open
+    #: ones, with 429; 0: no limit. A lecture hall behind one NAT address
+    #: fits in 256, while one machine cannot take the whole server.
+    max_connections_per_address: int = 256
     #: Drop a client that has not sent a whole request head in this many seconds.
     handshake_timeout: float = 10.0
     #: Largest request head (request line and headers), in bytes; 431 beyond.
@@ -73,8 +87,55 @@ class Options:
     keyfile: str | None = None
     #: Origins allowed besides the same origin and loopback; ``"*"`` allows all.
     allowed_origins: tuple[str, ...] = ()
-    #: Log every frame and the raw handshake (for learners).
+    #: Log every frame and the handshake (for learners).
     trace: bool = False
+    #: Speed mechanisms to turn off, for the benchmark's ablation only
+    #: (``WSPRACTICE_ABLATE``; see :mod:`wspractice.fanout`).
+    ablate: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work, naming the field and the rule."""
+        for name in (
+            "max_message_size",
+            "max_state_size",
+            "max_connections",
+            "max_header_size",
+            "rate_burst",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in (
+            "broadcast_interval",
+            "broadcast_bandwidth",
+            "send_timeout",
+            "ping_interval",
+            "close_timeout",
+            "max_bad_messages",
+            "max_connections_per_address",
+            "rate_limit",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("ping_timeout", "handshake_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"{name} must be more than 0, got {getattr(self, name)}"
+                )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if self.broadcast_interval > 60_000:
+            raise ValueError(
+                "broadcast_interval is in milliseconds and must be at most 60000,"
+                f" got {self.broadcast_interval}"
+            )
+        if self.keyfile and not self.certfile:
+            raise ValueError("keyfile needs certfile: a key alone cannot serve TLS")
+        unknown = set(self.ablate) - set(ABLATABLE)
+        if unknown:
+            raise ValueError(
+                f"ablate: unknown mechanism(s) {', '.join(sorted(unknown))};"
+                f" known: {', '.join(ABLATABLE)}"
+            )
 
     @property
     def max_fragments(self) -> int:

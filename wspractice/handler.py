@@ -1,12 +1,11 @@
-"""The HTTP request handler: where an HTTP request becomes a WebSocket.
+"""The HTTP request handler: plain HTTP, and the hand-over of upgrades.
 
-In the Node tutorial, ``new WebSocketServer({ server })`` listens for the
-HTTP server's ``upgrade`` event. Here the request handler does the same job:
-:meth:`RequestHandler.do_GET` recognises an upgrade request, checks it with
-:mod:`wspractice.handshake`, answers ``101 Switching Protocols`` and then runs
-the connection's :class:`~wspractice.session.Session` in this same thread,
-the one :class:`~socketserver.ThreadingMixIn` started for the request.
-Everything else is plain HTTP.
+:meth:`RequestHandler.do_GET` recognises a WebSocket upgrade and hands it to
+the server's WebSocket server (:meth:`UpgradeHook.handle_upgrade`), as Node's
+HTTP server emits ``'upgrade'`` for the ``ws`` package; the connection then
+runs in this same thread, the one :class:`~socketserver.ThreadingMixIn`
+started for the request. Everything else is plain HTTP: the demo page, 404,
+405, and refusals with a plain-text reason.
 """
 
 from __future__ import annotations
@@ -14,21 +13,41 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import ssl
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
-from . import __version__, assets, trace
-from .errors import HandshakeError
-from .handshake import accept, check_upgrade, is_websocket_request
-from .session import RECV_SIZE
+from . import __version__, assets
+from .config import Options
+from .connection import RECV_SIZE
+from .handshake import is_websocket_request
 from .tls import TLSFile, TLSLayer
 
-if TYPE_CHECKING:
-    from .server import WebSocketServer
-
 logger = logging.getLogger(__name__)
+
+Header = tuple[str, str]
+
+
+class UpgradeHook(Protocol):
+    """Who takes WebSocket upgrades (:class:`wspractice.upgrade.WebSocketServer`)."""
+
+    def handle_upgrade(self, exchange: RequestHandler) -> None: ...
+
+
+class Serving(Protocol):
+    """What the handler needs of its HTTP server (:class:`wspractice.server.Server`)."""
+
+    options: Options
+    tls_context: ssl.SSLContext | None
+    websockets: UpgradeHook
+
+    def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
+        """Run ``callback`` at monotonic time ``when`` (the writer thread)."""
+
+
 access_logger = logging.getLogger("wspractice.access")
 
 _NOT_FOUND = (
@@ -61,34 +80,37 @@ class _HeadReader:
 class _HeadDeadline:
     """The deadline for the request head being read on one connection.
 
-    The writer thread checks it on its tick while it is armed (see
-    :meth:`Writer.watch_deadline`) and forgets it once it is cancelled, so
-    nothing of the connection is kept after its head has arrived.
+    The writer thread checks it when it is due; a head that arrived in time
+    has cancelled it by then.
     """
 
-    __slots__ = ("_sock", "_peer", "number", "deadline", "_timeout", "__weakref__")
+    __slots__ = ("_sock", "_peer", "_timeout", "number", "armed")
 
-    def __init__(self, sock: socket.socket, peer: object) -> None:
+    def __init__(self, sock: socket.socket, peer: str, timeout: float) -> None:
         self._sock = sock
         self._peer = peer
+        self._timeout = timeout
         #: How many heads have been awaited on this connection.
         self.number = 0
-        #: Monotonic time by which the head must be in; None when not armed.
-        self.deadline: float | None = None
-        self._timeout = 0.0
+        self.armed = False
 
-    def arm(self, timeout: float) -> None:
+    def arm(
+        self, call_at: Callable[[float, Callable[[float], float | None]], None]
+    ) -> None:
         """Start waiting for the next head."""
         self.number += 1
-        self._timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.armed = True
+        number = self.number
+        call_at(time.monotonic() + self._timeout, lambda now: self._expire(number))
 
     def cancel(self) -> None:
-        self.deadline = None
+        self.armed = False
 
-    def expire(self) -> None:
+    def _expire(self, number: int) -> None:
         """The deadline passed (writer thread): drop the connection."""
-        self.deadline = None
+        if not self.armed or number != self.number:
+            return
+        self.armed = False
         logger.info(
             "%s: no complete request within %g s; dropping it",
             self._peer,
@@ -103,7 +125,6 @@ class _HeadDeadline:
 class RequestHandler(BaseHTTPRequestHandler):
     """Serves one TCP connection: HTTP requests, or one WebSocket."""
 
-    server: WebSocketServer
     raw_requestline: bytes
     protocol_version = "HTTP/1.1"
     server_version = f"wspractice/{__version__}"
@@ -114,15 +135,34 @@ class RequestHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    @property
+    def serving(self) -> Serving:
+        """The server, as this handler sees it."""
+        return cast(Serving, self.server)
+
+    @property
+    def peer(self) -> str:
+        """The client's address as logs show it: ``host:port``, ``[v6]:port``."""
+        host, port = self.client_address[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def address(self) -> str:
+        """The client's address, as per-address limits count it."""
+        return str(self.client_address[0])
+
     # ---------------------------------------------------------- connection
 
     def setup(self) -> None:
         """Arm the handshake deadline, then set up TLS and the files."""
-        self._head_deadline = _HeadDeadline(self.request, self.client_address[0])
-        self._arm_head_deadline()
+        options = self.serving.options
+        self._head_deadline = _HeadDeadline(
+            self.request, self.client_address[0], options.handshake_timeout
+        )
+        self._head_deadline.arm(self.serving.call_at)
         super().setup()
-        self.connection.settimeout(self.server.options.handshake_timeout)
-        context = self.server.tls_context
+        self.connection.settimeout(options.handshake_timeout)
+        context = self.serving.tls_context
         if context is not None:
             self.tls = TLSLayer(context)
             try:
@@ -139,22 +179,16 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().finish()
 
     def handle_one_request(self) -> None:
-        if self._head_deadline.number:  # The first was armed in setup().
-            self._arm_head_deadline()
+        # A whole request head must arrive in time: a socket timeout alone
+        # would let a client send a byte every few seconds forever. The
+        # first deadline was armed in setup().
+        if not self._head_deadline.armed:
+            self._head_deadline.arm(self.serving.call_at)
         super().handle_one_request()
-
-    def _arm_head_deadline(self) -> None:
-        """Drop the connection unless a whole request head arrives in time.
-
-        A socket timeout alone would let a client send a byte every few
-        seconds forever; this is a deadline for the whole head.
-        """
-        self._head_deadline.arm(self.server.options.handshake_timeout)
-        self.server.writer.watch_deadline(self._head_deadline)
 
     def parse_request(self) -> bool:
         """http.server's parsing, with a cap on the size of the whole head."""
-        limit = self.server.options.max_header_size
+        limit = self.serving.options.max_header_size
         if len(self.raw_requestline) > limit:
             self.command, self.requestline = "", ""
             self.request_version = "HTTP/1.1"
@@ -196,9 +230,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     # ---------------------------------------------------------- plain HTTP
 
     def do_GET(self) -> None:
-        headers = self.headers.items()
-        if is_websocket_request(headers):
-            self.handle_upgrade(headers)
+        if is_websocket_request(self.header_items()):
+            self.serving.websockets.handle_upgrade(self)  # Node's 'upgrade' event.
         else:
             self.serve_asset()
 
@@ -233,8 +266,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         status: HTTPStatus,
         reason: str,
         headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body.
+
+        Returns the response as it was written (for ``--trace``).
+        """
         body = (reason + "\n").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -242,71 +278,37 @@ class RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Connection", "close")
+        # What end_headers() is about to write (http.server's buffer).
+        head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if self.command == "HEAD":
+            return head
+        self.wfile.write(body)
+        return head + body
 
     # ---------------------------------------------------------- WebSocket
 
-    def handle_upgrade(self, headers: list[tuple[str, str]]) -> None:
-        """``wsServer.on("connection")``: accept the WebSocket, then run it."""
-        options = self.server.options
-        tracer = None
-        if options.trace:
-            host, port = self.client_address[:2]
-            tracer = trace.ConnectionTracer(
-                f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            )
-            tracer.request(self.requestline, headers)
-        try:
-            upgrade = check_upgrade(
-                self.request_version, self.path, headers, options.allowed_origins
-            )
-        except HandshakeError as exc:
-            logger.warning(
-                "rejected handshake from %s for %r: %d %s",
-                self.address_string(),
-                self.path,
-                exc.status,
-                exc.reason,
-            )
-            self.reject(exc.status, exc.reason, exc.headers)
-            return
-        refusal = self.server.admit()
-        if refusal is not None:
-            logger.warning(
-                "refused a WebSocket from %s: %s", self.address_string(), refusal
-            )
-            self.reject(
-                HTTPStatus.SERVICE_UNAVAILABLE, refusal, (("Retry-After", "5"),)
-            )
-            return
-        try:
-            response_headers, extensions = accept(upgrade, options.compression)
-            self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
-            for name, value in response_headers:
-                self.send_header(name, value)
-            if tracer is not None:
-                # What end_headers() is about to write (http.server's buffer).
-                head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
-                tracer.accepted(upgrade.key, head, compressed=bool(extensions))
-            self.end_headers()
-            self.close_connection = True
-            trailing = self._take_buffered_bytes()
-            if tracer is not None:
-                if trailing:
-                    tracer.received(trailing)
-                trace.attach(self.connection, tracer)
-            self.server.run_session(
-                self.connection,
-                upgrade,
-                extensions,
-                trailing,
-                peer=self.address_string(),
-                tls=self.tls,
-            )
-        finally:
-            self.server.release()
+    def header_items(self) -> list[Header]:
+        """The request headers, in order, as http.server parsed them."""
+        return self.headers.items()
+
+    def switch_protocols(
+        self, headers: list[Header]
+    ) -> tuple[socket.socket, bytes, bytes]:
+        """Send ``101 Switching Protocols`` with ``headers``.
+
+        Returns the socket, the response head as it was written, and what
+        the client sent after its request (see :meth:`_take_buffered_bytes`).
+        HTTP is over on this connection from now on.
+        """
+        self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
+        for name, value in headers:
+            self.send_header(name, value)
+        # What end_headers() is about to write (http.server's buffer).
+        head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
+        self.end_headers()
+        self.close_connection = True
+        return self.connection, head, self._take_buffered_bytes()
 
     def _take_buffered_bytes(self) -> bytes:
         """What the client sent after its handshake, already in ``rfile``.

@@ -1,13 +1,14 @@
 """The opening handshake's rules (RFC 6455 section 4.2) and the app's own.
 
 :func:`check_upgrade` takes a request that :mod:`http.server` has already
-parsed and either returns an :class:`Upgrade` (what the server is about to
+parsed and either returns a :class:`Request` (what the server is about to
 accept) or raises :class:`~wspractice.errors.HandshakeError` with the status
-and a reason a person can act on. :func:`accept` then lets wsproto compute
+and a reason a person can act on. :func:`parse_username` is the presence
+app's own rule for its query string. :func:`accept` then lets wsproto compute
 ``Sec-WebSocket-Accept`` and negotiate permessage-deflate.
 
 Rule: this module decides; it does no I/O and imports neither ``socket``,
-``threading`` nor ``http.server``. The request handler calls it.
+``threading`` nor ``http.server``. The WebSocket server calls it.
 """
 
 from __future__ import annotations
@@ -30,26 +31,31 @@ from .errors import HandshakeError
 #: The only protocol version RFC 6455 defines.
 WEBSOCKET_VERSION = "13"
 
-#: The path of the echo endpoint; every other path is the presence app.
-ECHO_PATH = "/echo"
-
 _HEADER_VERSION = (("Sec-WebSocket-Version", WEBSOCKET_VERSION),)
 
 
 @dataclass(frozen=True)
-class Upgrade:
-    """A WebSocket upgrade request that passed every rule."""
+class Request:
+    """A WebSocket upgrade request that passed RFC 6455's rules.
 
-    #: ``"echo"`` or ``"presence"``.
-    endpoint: str
-    #: The request path, without the query string.
+    The Node tutorial's ``request``, as ``wsServer.on("connection")`` gets it.
+    """
+
+    #: The request path, without the query string (``/`` or ``/echo``).
     path: str
+    #: The query string, still percent-encoded (``username=Alex``).
+    query: str
     #: The client's ``Sec-WebSocket-Key``, as sent.
     key: str
-    #: ``username`` from the query string (presence app only).
-    username: str | None = None
+    #: The request headers, in order.
+    headers: tuple[tuple[str, str], ...] = ()
     #: The client's ``Sec-WebSocket-Extensions`` offers, one string each.
     extension_offers: tuple[str, ...] = field(default=())
+    #: The client's address, as logs show it (``127.0.0.1:50312``).
+    peer: str = ""
+    #: The subprotocols the client offers (``Sec-WebSocket-Protocol``), in
+    #: its order of preference.
+    subprotocols: tuple[str, ...] = field(default=())
 
 
 def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
@@ -81,13 +87,15 @@ def check_upgrade(
     target: str,
     headers: Sequence[tuple[str, str]],
     allowed_origins: Sequence[str] = (),
-) -> Upgrade:
-    """Apply RFC 6455's rules, the Origin policy and the app's rules.
+    peer: str = "",
+) -> Request:
+    """Apply RFC 6455's rules and the Origin policy.
 
     ``request_version`` is the request line's version (``"HTTP/1.1"``),
     ``target`` its request target as http.server decoded it (latin-1), and
     ``headers`` the request headers in order. The caller has already
-    checked that the method is GET.
+    checked that the method is GET. The endpoint's own rules (the presence
+    app's ``username``) come after, in its ``check_request``.
     """
     if request_version != "HTTP/1.1":
         raise HandshakeError(
@@ -137,9 +145,13 @@ def check_upgrade(
         for offer in value.split(",")
         if offer.strip()
     )
-    if path == ECHO_PATH:
-        return Upgrade("echo", path, key, None, offers)
-    return Upgrade("presence", path, key, parse_username(query), offers)
+    subprotocols = tuple(
+        token.strip()
+        for value in header_values(headers, "Sec-WebSocket-Protocol")
+        for token in value.split(",")
+        if token.strip()
+    )
+    return Request(path, query, key, tuple(headers), offers, peer, subprotocols)
 
 
 def _check_key(keys: list[str]) -> str:
@@ -306,30 +318,35 @@ def check_origin(origin: str, host: str, allowed_origins: Sequence[str]) -> None
 
 
 def accept(
-    upgrade: Upgrade, compression: bool
+    request: Request, compression: bool, subprotocol: str | None = None
 ) -> tuple[list[tuple[str, str]], list[Extension]]:
     """The 101 response's headers and the extensions now in force.
 
     wsproto computes ``Sec-WebSocket-Accept`` (SHA-1 of the key and the RFC's
     GUID, in base64) and negotiates permessage-deflate, which is offered
-    only when the client asked for it and ``compression`` is on. A
-    subprotocol is never chosen: this server defines none.
+    only when the client asked for it and ``compression`` is on.
+    ``subprotocol`` is the one the endpoint selected among the client's
+    offers (RFC 6455 section 4.2.2); it must be one of them.
     """
+    if subprotocol is not None and subprotocol not in request.subprotocols:
+        raise ValueError(f"subprotocol {subprotocol!r} was not offered")
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
         (
             "Sec-WebSocket-Accept",
-            generate_accept_token(upgrade.key.encode("ascii")).decode("ascii"),
+            generate_accept_token(request.key.encode("ascii")).decode("ascii"),
         ),
     ]
     extensions: list[Extension] = []
     if compression:
-        deflate = _accept_deflate(upgrade.extension_offers)
+        deflate = _accept_deflate(request.extension_offers)
         if deflate is not None:
             extension, response = deflate
             headers.append(("Sec-WebSocket-Extensions", response))
             extensions.append(extension)
+    if subprotocol is not None:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
     return headers, extensions
 
 

@@ -6,16 +6,25 @@ re-encoded as compact JSON, the form it takes inside every snapshot. A message
 that is not a JSON object raises :class:`~wspractice.errors.MessageError`,
 whose reason goes back to the sender alone via :func:`error_reply`.
 
-This module does no I/O.
+:class:`MessageRules` holds one client's record (its message rate, its bad
+messages in a row) and turns each message into a decision: :class:`Update`,
+:class:`Reply`, :class:`Drop` or :class:`Close`. The app carries it out.
+
+This module does no I/O; the time is passed in.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import NoReturn, Union
 
+from wsproto.frame_protocol import CloseReason
+
+from .config import Options
 from .errors import MessageError
+from .ratelimit import RateLimiter
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -98,3 +107,109 @@ def _json_type(value: object) -> str:
 def error_reply(reason: str) -> str:
     """The message that tells one client what was wrong with its message."""
     return encode({"error": reason})
+
+
+# ---------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Update:
+    """The message carries the sender's new state (compact JSON text)."""
+
+    state: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Tell the sender alone what was wrong; its state stays as it was."""
+
+    text: str
+    #: For the log: what was wrong.
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Ignore the message (the sender is over its rate and has been told)."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """End the sender's connection with ``code``."""
+
+    code: int
+    reason: str
+
+
+Decision = Union[Update, Reply, Drop, Close]
+
+
+class MessageRules:
+    """One client's record, and what each of its messages gets.
+
+    Where the tutorial's ``JSON.parse`` would crash the whole server, a bad
+    message gets an error reply to its sender alone; a client that keeps
+    sending bad messages (``max_bad_messages`` in a row), or that sends
+    faster than ``rate_limit`` for too long, is closed with 1008.
+    """
+
+    __slots__ = (
+        "rate_limit",
+        "max_bad_messages",
+        "max_state_size",
+        "bad_messages",
+        "_limiter",
+    )
+
+    def __init__(self, options: Options, now: float) -> None:
+        self.rate_limit = options.rate_limit
+        self.max_bad_messages = options.max_bad_messages
+        self.max_state_size = options.max_state_size
+        #: Bad messages in a row.
+        self.bad_messages = 0
+        self._limiter = (
+            RateLimiter(options.rate_limit, options.rate_burst, now)
+            if options.rate_limit > 0
+            else None
+        )
+
+    def check(self, message: str | bytes, now: float) -> Decision:
+        """What to do with ``message``, received at ``now``."""
+        if isinstance(message, bytes):
+            return Close(
+                CloseReason.UNSUPPORTED_DATA,
+                "binary messages are not supported; send JSON text",
+            )
+        limiter = self._limiter
+        if limiter is not None and not limiter.allow(now):
+            if limiter.persistent:
+                return Close(
+                    CloseReason.POLICY_VIOLATION,
+                    f"message rate above {self.rate_limit:g} a second for too long",
+                )
+            if limiter.dropped == 1:
+                reason = (
+                    f"too many messages: at most {self.rate_limit:g} a second"
+                    f" (bursts of {limiter.burst}); messages are dropped"
+                    " until you slow down"
+                )
+                return Reply(error_reply(reason), reason)
+            return Drop()
+        try:
+            state = parse_state(message)
+            size = len(state) if state.isascii() else len(state.encode())
+            if size > self.max_state_size:
+                raise MessageError(
+                    f"state is {size} bytes of JSON; at most {self.max_state_size}"
+                    " are allowed (--max-state-size); your state is unchanged"
+                )
+        except MessageError as exc:
+            self.bad_messages += 1
+            if self.max_bad_messages and self.bad_messages >= self.max_bad_messages:
+                return Close(
+                    CloseReason.POLICY_VIOLATION,
+                    f"{self.bad_messages} bad messages in a row; last: {exc.reason}",
+                )
+            return Reply(error_reply(exc.reason), exc.reason)
+        self.bad_messages = 0
+        return Update(state)

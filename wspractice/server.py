@@ -1,11 +1,20 @@
 """The server: :class:`http.server.ThreadingHTTPServer` with WebSockets on top.
 
 The Node tutorial's ``http.createServer()`` followed by
-``new WebSocketServer({ server })``. One thread per TCP connection (from
-:class:`~socketserver.ThreadingMixIn`) reads HTTP requests; a request that
-upgrades to a WebSocket keeps its thread for the life of the connection.
-One more thread, the :class:`~wspractice.writer.Writer`, finishes writes
-that sockets could not take at once.
+``new WebSocketServer({ server })`` and ``server.listen(port)``::
+
+    const server = http.createServer();        server = Server(options)
+    const wsServer = new WebSocketServer(...)   server.websockets
+    server.listen(port, callback)               (the constructor binds and
+                                                listens; serve_forever() is
+                                                the accept loop Node runs
+                                                by itself)
+
+One thread per TCP connection (from :class:`~socketserver.ThreadingMixIn`)
+reads HTTP requests; a request that upgrades to a WebSocket keeps its thread
+for the life of the connection. One more thread, the
+:class:`~wspractice.writer.Writer`, finishes writes that sockets could not
+take at once and runs every timer, broadcast rounds included.
 """
 
 from __future__ import annotations
@@ -16,20 +25,17 @@ import socketserver
 import ssl
 import sys
 import threading
-import time
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from wsproto.connection import Connection, ConnectionType
-from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason
-
-from .app import EchoApp, PresenceApp
 from .config import Options
+from .echo import EchoApp
+from .fanout import NO_GATE, Gate
 from .handler import RequestHandler
-from .handshake import Upgrade
-from .session import Endpoint, Session
-from .tls import TLSLayer, server_context
+from .presence import PresenceApp
+from .tls import server_context
+from .upgrade import WebSocketServer
 from .writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -37,8 +43,11 @@ logger = logging.getLogger(__name__)
 #: SO_SNDBUF for every connection (Linux doubles it for bookkeeping).
 SEND_BUFFER_SIZE = 256 * 1024
 
+#: The path of the echo endpoint; every other path is the presence app.
+ECHO_PATH = "/echo"
 
-class WebSocketServer(ThreadingHTTPServer):
+
+class Server(ThreadingHTTPServer):
     """The presence app, ``/echo`` and plain HTTP on one port."""
 
     daemon_threads = True
@@ -55,31 +64,24 @@ class WebSocketServer(ThreadingHTTPServer):
         self.options = options if options is not None else Options()
         if ":" in self.options.host:
             self.address_family = socket.AF_INET6
-        self.writer = Writer(self.options.send_timeout)
-        self.presence = PresenceApp(
-            self.writer.call_at,
-            self.writer.gate,
-            self.options.broadcast_interval / 1000,
-            self.options.max_bad_messages,
-            self.options.rate_limit,
-            self.options.rate_burst,
-            self.options.broadcast_bandwidth * 1e6,
+        gate = NO_GATE if "gate" in self.options.ablate else Gate()
+        self.writer = Writer(gate)
+        #: The presence app: the tutorial's server/index.js.
+        self.presence = PresenceApp(self.options, self.writer.call_at, gate)
+        #: Node's ``new WebSocketServer({ server })``: takes the upgrades.
+        self.websockets = WebSocketServer(
+            self.options, self.writer, self.presence, gate=gate
         )
-        self.echo = EchoApp()
+        self.websockets.add_endpoint(ECHO_PATH, EchoApp())
         #: TLS for wss:// and https://, when a certificate is configured.
         self.tls_context: ssl.SSLContext | None = None
         if self.options.certfile:
             self.tls_context = server_context(
                 self.options.certfile, self.options.keyfile
             )
-        self.sessions: set[Session] = set()
-        self._sessions_changed = threading.Condition()
-        #: WebSockets admitted (sessions, and handshakes about to become one).
-        self._admitted = 0
         #: Every TCP connection being served, WebSocket or not.
         self.connections: set[socket.socket] = set()
-        #: Set when shutting down: new upgrades get 503.
-        self.shutting_down = False
+        self._connections_changed = threading.Condition()
         super().__init__((self.options.host, self.options.port), handler)
         self.writer.start()
 
@@ -102,14 +104,14 @@ class WebSocketServer(ThreadingHTTPServer):
         return sock, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._sessions_changed:
+        with self._connections_changed:
             self.connections.add(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        with self._sessions_changed:
+        with self._connections_changed:
             self.connections.discard(request)
-            self._sessions_changed.notify_all()
+            self._connections_changed.notify_all()
         super().shutdown_request(request)
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -137,68 +139,14 @@ class WebSocketServer(ThreadingHTTPServer):
         scheme = "ws" if self.tls_context is None else "wss"
         return f"{scheme}://{host}:{self.port}{path}"
 
-    # ---------------------------------------------------------- sessions
+    def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
+        """Run ``callback(now)`` at monotonic time ``when``, in the writer thread."""
+        self.writer.call_at(when, callback)
 
-    def endpoint(self, upgrade: Upgrade) -> Endpoint:
-        return self.echo if upgrade.endpoint == "echo" else self.presence
+    # ---------------------------------------------------------- stopping
 
-    def admit(self) -> str | None:
-        """Take a WebSocket slot; the reason for a 503 if there is none.
-
-        Every admitted handshake must be followed by :meth:`release`.
-        """
-        with self._sessions_changed:
-            if self.shutting_down:
-                return "the server is shutting down"
-            limit = self.options.max_connections
-            if self._admitted >= limit:
-                return f"the server is full: {limit} WebSockets are open"
-            self._admitted += 1
-            return None
-
-    def release(self) -> None:
-        with self._sessions_changed:
-            self._admitted -= 1
-
-    def run_session(
-        self,
-        sock: socket.socket,
-        upgrade: Upgrade,
-        extensions: list[Extension],
-        trailing_data: bytes,
-        *,
-        peer: str,
-        tls: TLSLayer | None = None,
-    ) -> None:
-        """Run one WebSocket connection to its end, in the calling thread."""
-        ws = Connection(ConnectionType.SERVER, extensions, trailing_data)
-        session = Session(
-            sock,
-            ws,
-            self.endpoint(upgrade),
-            self.options,
-            self.writer,
-            peer=peer,
-            username=upgrade.username,
-            compressed=bool(extensions),
-            tls=tls,
-        )
-        with self._sessions_changed:
-            self.sessions.add(session)
-        try:
-            session.run()
-        finally:
-            with self._sessions_changed:
-                self.sessions.discard(session)
-                self._sessions_changed.notify_all()
-
-    def close_sessions(
-        self,
-        code: int = CloseReason.GOING_AWAY,
-        reason: str = "server shutting down",
-        timeout: float | None = None,
-    ) -> None:
-        """Close every WebSocket with ``code``, then every other connection.
+    def close_connections(self, timeout: float | None = None) -> None:
+        """Close every WebSocket with 1001, then every other connection.
 
         New upgrades get 503 from now on, handshakes in flight included.
         WebSockets still open after ``timeout`` seconds (default:
@@ -206,32 +154,18 @@ class WebSocketServer(ThreadingHTTPServer):
         unfinished requests. Returns once every connection's thread is done,
         or after two more seconds.
         """
-        self.shutting_down = True
-        if timeout is None:
-            timeout = self.options.close_timeout
-        with self._sessions_changed:
-            sessions = list(self.sessions)
-        if sessions:
-            logger.info("closing %d connection(s) with %d", len(sessions), code)
-        for session in sessions:
-            session.close(code, reason)
-        deadline = time.monotonic() + timeout
-        with self._sessions_changed:
-            while self.sessions and time.monotonic() < deadline:
-                self._sessions_changed.wait(deadline - time.monotonic())
-            late = list(self.sessions)
-        for session in late:
-            session.abort("it did not close in time")
-        with self._sessions_changed:
+        self.websockets.close_all(timeout=timeout)
+        with self._connections_changed:
             others = list(self.connections)
         for sock in others:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        with self._sessions_changed:
-            self._sessions_changed.wait_for(
-                lambda: not self.sessions and not self.connections, timeout=2.0
+        self.websockets.wait_closed(2.0)
+        with self._connections_changed:
+            self._connections_changed.wait_for(
+                lambda: not self.connections, timeout=2.0
             )
 
     def server_close(self) -> None:
@@ -244,7 +178,7 @@ class WebSocketServer(ThreadingHTTPServer):
         Stops accepting, closes every WebSocket with 1001 and closes the
         listening socket.
         """
-        self.shutting_down = True
+        self.websockets.stop_accepting()
         self.shutdown()
-        self.close_sessions()
+        self.close_connections()
         self.server_close()
