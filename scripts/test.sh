@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 wspractice_env
-# The test and browser dependency groups (pyproject.toml).
-wspractice_install test browser
+# The dependency groups (pyproject.toml) of the tests, the browser tests and
+# the benchmark, whose tools the tests drive.
+wspractice_install test browser bench
 
 # The browser tests drive Debian's Chromium through Playwright; never
 # `playwright install`, which downloads a browser build of its own.
@@ -38,6 +39,14 @@ if command -v npm >/dev/null 2>&1 \
     && { [ ! -d tests/node/node_modules/ws ] || [ ! -d tests/node/node_modules/uuid ]; }; then
     say "Node's ws and uuid for the Node tests (npm ci in tests/node)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The benchmark's load generator (ws and uuid, pinned in its lockfile), which
+# the benchmark tools' tests drive.
+if command -v npm >/dev/null 2>&1 \
+    && { [ ! -d scripts/bench/node_modules/ws ] || [ ! -d scripts/bench/node_modules/uuid ]; }; then
+    say "Node's ws and uuid for the benchmark's load generator (npm ci in scripts/bench)"
+    (cd scripts/bench && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 say "Tests ($(python --version) in $VIRTUAL_ENV)"
