@@ -3,14 +3,19 @@
 #
 #   bash scripts/test.sh [PYTEST ARGS...]
 #
-# Safe to run again: each step skips what is already in place.
+# Python packages go into the virtual environment python3 runs in, or else
+# into .venv/ in the checkout (see scripts/env.sh); never into a system
+# Python. Safe to run again: each step skips what is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/env.sh
 
 say() { printf '\n==> %s\n' "$*"; }
 
-say "Python packages (wspractice and its test extra)"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+wspractice_env
+# The dependency groups (pyproject.toml) of the tests, the browser tests and
+# the benchmark, whose tools the tests drive.
+wspractice_install test browser bench
 
 # The browser tests drive Debian's Chromium through Playwright; never
 # `playwright install`, which downloads a browser build of its own.
@@ -36,5 +41,13 @@ if command -v npm >/dev/null 2>&1 \
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-say "Tests"
-exec python3 -m pytest "$@"
+# The benchmark's load generator (ws and uuid, pinned in its lockfile), which
+# the benchmark tools' tests drive.
+if command -v npm >/dev/null 2>&1 \
+    && { [ ! -d scripts/bench/node_modules/ws ] || [ ! -d scripts/bench/node_modules/uuid ]; }; then
+    say "Node's ws and uuid for the benchmark's load generator (npm ci in scripts/bench)"
+    (cd scripts/bench && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+say "Tests ($(python --version) in $VIRTUAL_ENV)"
+exec python -m pytest "$@"

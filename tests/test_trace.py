@@ -372,7 +372,7 @@ def test_cli_trace_logs_even_at_log_level_warning() -> None:
     )
     try:
         assert proc.stdout is not None
-        url = proc.stdout.readline().split(": ", 1)[1].strip()
+        url = proc.stdout.readline().split(": ", 1)[1].split()[0]
         with join(url.replace("/?username=Alex", "/echo")) as ws:
             ws.send("hi there")
             assert ws.recv(timeout=TIMEOUT) == "hi there"

@@ -7,13 +7,16 @@ arguments as a list, so tests call it directly.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import logging.config
 import os
 import resource
 import signal
 import ssl
 import sys
 import threading
+import urllib.parse
 from types import FrameType
 
 from . import __version__
@@ -23,6 +26,18 @@ from .server import Server
 logger = logging.getLogger("wspractice")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+#: The logger of http.server's request lines (``--no-access-log``).
+ACCESS_LOGGER = "wspractice.access"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:
@@ -86,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
             " and receives everyone's state. ws://HOST:PORT/echo echoes"
             " every message."
         ),
-        epilog="Stop it with Ctrl-C or SIGTERM: open WebSockets are closed with 1001.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Stop it with Ctrl-C or SIGTERM: open WebSockets are closed with"
+        " 1001. A second signal stops it at once.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"wspractice {__version__}"
@@ -112,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--keyfile",
         metavar="PEM",
-        help="private key (PEM), if not in --certfile",
+        help="private key (PEM), if not in --certfile; needs --certfile",
     )
     net.add_argument(
         "--max-connections",
@@ -252,10 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument(
         "--log-level",
-        default="info",
         type=str.lower,
         choices=["debug", "info", "warning", "error"],
-        help="debug also logs every state update",
+        help="level of wspractice's own loggers; debug also logs every state"
+        " update (default: info, or what --log-config sets)",
+    )
+    out.add_argument(
+        "--log-config",
+        metavar="FILE",
+        help="configure logging from FILE instead: a .json file is a"
+        " logging.config.dictConfig() dictionary, any other file the INI format"
+        " of logging.config.fileConfig(); loggers it does not name keep working",
+    )
+    out.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"log every plain HTTP request and handshake response (the"
+        f" {ACCESS_LOGGER} logger)",
     )
     out.add_argument(
         "--trace",
@@ -328,19 +358,151 @@ def prepare_process(options: Options) -> None:
         )
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class StopNow(BaseException):
+    """A second Ctrl-C or SIGTERM: stop without waiting for anything.
+
+    Not an :class:`Exception`, so that no ``except Exception`` on the way (in
+    :mod:`logging`, say) can swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Stopper:
+    """The handler of Ctrl-C and SIGTERM.
+
+    The first signal stops the server gracefully: :func:`main` catches the
+    :class:`KeyboardInterrupt` and closes every WebSocket. A second one, while
+    it waits for clients to answer, means "stop now": :class:`StopNow` unwinds
+    whatever the main thread was doing, and :meth:`stop_now` ends the process
+    at once and quietly, killed by that signal, as uvicorn's second Ctrl-C
+    does. The handler itself writes nothing: a signal can arrive in the middle
+    of a write to stderr, which must not be entered again.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.forced = False
+        #: Set once the server is closed: later signals are ignored.
+        self.finished = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.finished or self.forced:
+            return
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        self.forced = True
+        raise StopNow(signum)
+
+    def stop_now(self, signum: int) -> None:
+        logger.warning(
+            "%s again: stopping now, without waiting for connections to close",
+            signal.Signals(signum).name,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # Not reached: the signal has ended the process.
+
+
+def configure_logging(args: argparse.Namespace) -> str | None:
+    """Set up logging from the options; what is wrong with --log-config, if any."""
+    problem = None
+    if args.log_config is not None:
+        problem = load_log_config(args.log_config)
+    if args.log_config is None or problem is not None:
+        logging.basicConfig(
+            level=(args.log_level or "info").upper(),
+            format=LOG_FORMAT,
+            stream=sys.stderr,
+        )
+    elif args.log_level is not None:
+        logging.getLogger("wspractice").setLevel(args.log_level.upper())
+    if args.trace:  # Trace lines are INFO, whatever --log-level says.
+        logging.getLogger("wspractice.trace").setLevel(logging.INFO)
+    if not args.access_log:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.CRITICAL + 1)
+    return problem
+
+
+def load_log_config(path: str) -> str | None:
+    """Apply a logging configuration file the way uvicorn's --log-config does.
+
+    A ``.json`` file holds a :func:`logging.config.dictConfig` dictionary; any
+    other file is read by :func:`logging.config.fileConfig`. Unlike either
+    function's default, loggers that the file does not name stay enabled
+    (unless a JSON file says ``"disable_existing_loggers": true``).
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        return f"cannot read --log-config {path}: {exc.strerror}"
+    try:
+        if path.lower().endswith(".json"):
+            config = json.loads(text)
+            if not isinstance(config, dict):
+                return f"--log-config {path}: the JSON must be an object"
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+        elif path.lower().endswith((".yaml", ".yml")):
+            return f"--log-config {path}: YAML is not supported; use JSON or INI"
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as exc:  # Each format fails in its own way.
+        return f"--log-config {path}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Rules between options, as usage errors (exit status 2)."""
+    if args.keyfile is not None and args.certfile is None:
+        parser.error(
+            "--keyfile needs --certfile: a private key alone cannot serve"
+            " wss://; give the certificate chain with --certfile"
+        )
+
+
+def unreadable_file(args: argparse.Namespace) -> str | None:
+    """The first of --certfile and --keyfile that cannot be read, and why."""
+    for flag, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return f"cannot read {flag} {path}: {exc.strerror}"
+    return None
+
+
+def page_url(ws_url: str) -> str:
+    """The demo page's ``http://`` (or ``https://``) URL on the same server."""
+    parts = urllib.parse.urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, "/", "", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr
-    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    problem = configure_logging(args)
+    if problem is not None:
+        logger.error("%s", problem)
+        return 1
     options = options_from_args(args)
     prepare_process(options)
-    if options.trace:  # Trace lines are INFO, whatever --log-level says.
-        logging.getLogger("wspractice.trace").setLevel(logging.INFO)
+    problem = unreadable_file(args)
+    if problem is not None:
+        logger.error("%s", problem)
+        return 1
     try:
         server = Server(options)
     except ssl.SSLError as exc:
@@ -352,20 +514,28 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s port %s: %s", options.host, options.port, exc)
         return 1
-    # Also SIGINT: a server started in the background by a script inherits
-    # an ignored SIGINT, and Ctrl-C or `kill -INT` must still stop it.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    print(
-        f"WebSocket server is running on port {server.port}: {server.url()}",
-        flush=True,
-    )
+    stopper = Stopper()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("shutting down")
-    finally:
-        server.close_connections()
-        server.server_close()
-    logger.info("stopped")
+        try:
+            # Also SIGINT: a server started in the background by a script
+            # inherits an ignored SIGINT, and Ctrl-C or `kill -INT` must
+            # still stop it.
+            signal.signal(signal.SIGTERM, stopper)
+            signal.signal(signal.SIGINT, stopper)
+            url = server.url()
+            print(
+                f"WebSocket server is running on port {server.port}: {url}"
+                f" - demo page: {page_url(url)}",
+                flush=True,
+            )
+            server.serve_forever()
+        except KeyboardInterrupt:
+            logger.info("shutting down")
+        finally:
+            server.close_connections()
+            server.server_close()
+        logger.info("stopped")
+        stopper.finished = True
+    except StopNow as stop:
+        stopper.stop_now(stop.signum)
     return 0
