@@ -373,16 +373,22 @@ class StopNow(BaseException):
 class Stopper:
     """The handler of Ctrl-C and SIGTERM.
 
-    The first signal stops the server gracefully: :func:`main` catches the
-    :class:`KeyboardInterrupt` and closes every WebSocket. A second one, while
-    it waits for clients to answer, means "stop now": :class:`StopNow` unwinds
-    whatever the main thread was doing, and :meth:`stop_now` ends the process
-    at once and quietly, killed by that signal, as uvicorn's second Ctrl-C
-    does. The handler itself writes nothing: a signal can arrive in the middle
-    of a write to stderr, which must not be entered again.
+    The first signal stops the server gracefully: it asks ``serve_forever``
+    to return (:meth:`Server.shutdown`, from a thread of its own, since the
+    handler runs in the main thread that serves), and :func:`main` then closes
+    every WebSocket. Nothing is raised in the main thread: an exception there
+    could land inside socketserver's ``process_request``, whose bare
+    ``except`` would close the socket of a connection just handed to its
+    thread. A second signal, while it waits for clients to answer, means "stop
+    now": :class:`StopNow` unwinds whatever the main thread was doing, and
+    :meth:`stop_now` ends the process at once and quietly, killed by that
+    signal, as uvicorn's second Ctrl-C does. The handler itself writes
+    nothing: a signal can arrive in the middle of a write to stderr, which
+    must not be entered again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, server: Server) -> None:
+        self.server = server
         self.stopping = False
         self.forced = False
         #: Set once the server is closed: later signals are ignored.
@@ -393,7 +399,8 @@ class Stopper:
             return
         if not self.stopping:
             self.stopping = True
-            raise KeyboardInterrupt
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            return
         self.forced = True
         raise StopNow(signum)
 
@@ -514,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s port %s: %s", options.host, options.port, exc)
         return 1
-    stopper = Stopper()
+    stopper = Stopper(server)
     try:
         try:
             # Also SIGINT: a server started in the background by a script
@@ -529,7 +536,6 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             server.serve_forever()
-        except KeyboardInterrupt:
             logger.info("shutting down")
         finally:
             server.close_connections()
