@@ -22,7 +22,7 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 
 
 def get(server: RunningServer, target: str, method: str = "GET") -> HTTPResponse:
-    request = f"{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1")
+    request = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode("latin-1")
     with RawClient(server.port) as client:
         client.send(request)
         if method != "HEAD":
@@ -95,7 +95,7 @@ def test_keep_alive_serves_a_second_request_on_the_same_connection(
     server: RunningServer,
 ) -> None:
     with RawClient(server.port) as client:
-        request = b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n"
+        request = b"GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         client.send(request + request)
         first = client.read_response()
         second = client.read_response()

@@ -105,7 +105,7 @@ def test_handshake_rejections_arrive_over_tls(
     with socket.create_connection(("127.0.0.1", tls_server.port)) as raw:
         with client_context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             s.sendall(
-                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
             )
