@@ -75,6 +75,8 @@ class PresenceApp:
         #: connection in order (a change must never overtake another).
         self._round_lock = threading.Lock()
         self._version = 0
+        #: Rounds that sent something (for the metrics; under ``_round_lock``).
+        self.rounds_sent = 0
         clock = RoundClock(
             interval_ms=options.broadcast_interval,
             bandwidth_mb_s=options.broadcast_bandwidth,
@@ -145,6 +147,7 @@ class PresenceApp:
                 if not changes:
                     return 0
                 self._version += 1
+                self.rounds_sent += 1
                 round = Round(self._version, self.users.snapshot(), changes)
                 targets = list(self.connections.values())
             for connection in targets:
