@@ -394,3 +394,20 @@ def test_a_failing_component_is_reported_not_raised(
     assert "health component link failed" in caplog.text
     with pytest.raises(ValueError, match="'status' is a member"):
         health.add_component("status", broken)
+
+
+def test_a_component_s_health_is_a_metric_too(server: RunningServer) -> None:
+    link = {"connected": True}
+    server.server.health.add_component(
+        "redis", lambda: link, healthy=lambda: link["connected"]
+    )
+    assert value(scrape(server.port), "wspractice_component_up", component="redis") == 1
+    link["connected"] = False
+    samples = scrape(server.port)
+    assert value(samples, "wspractice_component_up", component="redis") == 0
+    status, _, report = health(server.port)
+    assert (status, report["status"], report["redis"]) == (
+        200,
+        "degraded",
+        {"connected": False},
+    )

@@ -68,6 +68,18 @@ class Health:
             raise ValueError(f"{name!r} is a member of the health object already")
         self._components[name] = _Component(report, healthy)
 
+    def components_up(self) -> dict[str, bool]:
+        """Whether each component that can tell is healthy (for the metrics)."""
+        up = {}
+        for name, component in self._components.items():
+            if component.healthy is not None:
+                try:
+                    up[name] = bool(component.healthy())
+                except Exception:
+                    logger.exception("health component %s failed", name)
+                    up[name] = False
+        return up
+
     def check(self) -> tuple[HTTPStatus, dict[str, object]]:
         """The status code and the JSON object to answer with."""
         body: dict[str, object] = {

@@ -5,7 +5,8 @@ those takes a lock on every ``inc()``, and the hottest numbers (messages
 received, bytes sent) change on every message of every connection. They are
 kept where the work happens instead, as plain integers that one thread (or
 one lock already held there) writes: each connection counts its own traffic
-(:class:`~wspractice.protocol.Protocol`), the WebSocket server counts upgrades
+(:class:`~wspractice.connection.Connection` the bytes it reads, its
+:class:`~wspractice.protocol.Protocol` the rest), the WebSocket server counts upgrades
 and closes under the lock those moments take anyway
 (:meth:`~wspractice.upgrade.WebSocketServer.statistics`), and the presence app
 counts its rounds. :class:`ServerCollector` adds them up when Prometheus
@@ -83,6 +84,9 @@ class Source(Protocol):
     def tcp_connections(self) -> int:
         """TCP connections being served, WebSocket or not."""
 
+    def components_up(self) -> dict[str, bool]:
+        """Whether each health component that can tell is healthy."""
+
 
 class ServerCollector:
     """A prometheus_client collector of one server's numbers."""
@@ -101,11 +105,13 @@ class ServerCollector:
                 source.websocket_statistics(),
                 source.presence_statistics(),
                 source.tcp_connections(),
+                source.components_up(),
             )
         )
 
     def _families(
-        self, numbers: tuple[Statistics, tuple[int, int], int] | None
+        self,
+        numbers: tuple[Statistics, tuple[int, int], int, dict[str, bool]] | None,
     ) -> Iterator[Metric]:
         source = self._source
         info = GaugeMetricFamily(
@@ -166,11 +172,17 @@ class ServerCollector:
             "The most WebSockets open from one client address"
             " (--max-connections-per-address refuses beyond its limit).",
         )
+        components = GaugeMetricFamily(
+            "wspractice_component_up",
+            "1 while a part of the server that /healthz reports (the Redis link"
+            " with --redis) is healthy, else 0.",
+            labels=["component"],
+        )
         families: list[Metric] = [info, start, stopping, tcp, connections, opened]
         families += [refused, closes, *traffic.values(), rounds, users]
-        families += [addresses, busiest]
+        families += [addresses, busiest, components]
         if numbers is not None:
-            stats, (user_count, round_count), tcp_count = numbers
+            stats, (user_count, round_count), tcp_count, up = numbers
             info.add_metric([__version__], 1)
             start.add_metric([], source.started)
             stopping.add_metric([], int(source.shutting_down))
@@ -190,6 +202,8 @@ class ServerCollector:
             users.add_metric([], user_count)
             addresses.add_metric([], stats.addresses)
             busiest.add_metric([], stats.busiest_address)
+            for name, healthy in sorted(up.items()):
+                components.add_metric([name], int(healthy))
         return iter(families)
 
 

@@ -199,6 +199,9 @@ class Server(ThreadingHTTPServer):
         with self._connections_changed:
             return len(self.connections)
 
+    def components_up(self) -> dict[str, bool]:
+        return self.health.components_up()
+
     # ---------------------------------------------------------- running
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
