@@ -66,7 +66,7 @@ class Serving(Protocol):
 
 access_logger = logging.getLogger("wspractice.access")
 
-#: The operators' paths: not under the Host rule (see :meth:`RequestHandler.do_GET`).
+#: The operators' paths, which answer any Host (see :meth:`RequestHandler.serve_plain`).
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 
@@ -172,11 +172,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         client = self.forwarded
         if client is None:
             return socket_peer
-        return (
-            f"[{client}] via {socket_peer}"
-            if ":" in client
-            else (f"{client} via {socket_peer}")
-        )
+        if ":" in client:
+            client = f"[{client}]"
+        return f"{client} via {socket_peer}"
 
     @property
     def address(self) -> str:
