@@ -17,6 +17,12 @@ median per checkout at the end: compare medians, and look at the spread.
 
 The clock behind ``/proc/PID/stat`` ticks 100 times a second: a run of
 20,000 messages measures CPU to about 10 ms in a few hundred.
+
+``--protocol-only`` measures less but more steadily: the per-message path of
+:class:`wspractice.protocol.Protocol` alone (a frame in, the message out, an
+echo frame queued and taken for the socket), in a fresh interpreter per
+checkout and round, with no socket, thread or server; the figure is the best
+of five passes over ``--messages`` messages, in nanoseconds per message.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import json
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,6 +124,46 @@ def run_one(name: str, checkout: Path, endpoint: str, messages: int) -> float:
             server.stop()
 
 
+#: Runs in the checkout's interpreter: prints ns per message, best of 5.
+PROTOCOL_LOOP = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from rawframes import OP_TEXT, frame
+from wspractice.config import Options
+from wspractice.protocol import Protocol
+n = int(sys.argv[1])
+frames = [frame(OP_TEXT, ('{"x":%d,"y":%d}' % (i, i)).encode()) for i in range(n)]
+best = float("inf")
+for _ in range(5):
+    protocol = Protocol(Options(), 0.0)
+    start = time.process_time()
+    for data in frames:
+        protocol.receive_data(data, 0.0)
+        message = protocol.next_message()
+        protocol.send_text(message)
+        chunk = protocol.data_to_send()
+        protocol.data_sent(len(chunk), 0.0)
+    best = min(best, time.process_time() - start)
+print(best / n * 1e9)
+"""
+
+
+def protocol_only(checkout: Path, messages: int) -> float:
+    """Nanoseconds per message through ``Protocol`` alone, in ``checkout``."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROTOCOL_LOOP, str(messages), str(SCRIPTS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=checkout,
+        env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"},
+    )
+    return float(done.stdout)
+
+
+SCRIPTS = Path(__file__).resolve().parent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -132,11 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         "--endpoint", choices=["echo", "presence", "both"], default="both"
     )
     parser.add_argument("--json", metavar="FILE", help="also write every run here")
+    parser.add_argument(
+        "--protocol-only",
+        action="store_true",
+        help="time Protocol's per-message path alone, in ns (see above)",
+    )
     args = parser.parse_args(argv)
     checkouts = []
     for spec in args.checkout:
         name, _, path = spec.partition("=")
         checkouts.append((name, Path(path).resolve()))
+    if args.protocol_only:
+        return protocol_main(checkouts, args.messages, args.rounds)
     endpoints = ["echo", "presence"] if args.endpoint == "both" else [args.endpoint]
     results: dict[str, dict[str, list[float]]] = {
         e: {n: [] for n, _ in checkouts} for e in endpoints
@@ -160,12 +214,32 @@ def main(argv: list[str] | None = None) -> int:
         parts = []
         for name, _ in checkouts:
             runs = results[endpoint][name]
-            parts.append(
-                f"{name} {statistics.median(runs):.1f} ({min(runs):.1f}-{max(runs):.1f})"
-            )
+            median = statistics.median(runs)
+            parts.append(f"{name} {median:.1f} ({min(runs):.1f}-{max(runs):.1f})")
         print(f"  {endpoint:8} " + "  ".join(parts))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def protocol_main(checkouts: list[tuple[str, Path]], messages: int, rounds: int) -> int:
+    runs: dict[str, list[float]] = {name: [] for name, _ in checkouts}
+    print(f"Protocol alone, ns per message (best of 5 x {messages}), {rounds} rounds")
+    for round_number in range(rounds):
+        order = checkouts if round_number % 2 == 0 else checkouts[::-1]
+        line = []
+        for name, path in order:
+            ns = protocol_only(path, messages)
+            runs[name].append(ns)
+            line.append(f"{name} {ns:7.0f}")
+        print(f"round {round_number + 1} ns/msg: " + "  ".join(line))
+    print(
+        "median (min-max) ns/msg: "
+        + "  ".join(
+            f"{name} {statistics.median(r):.0f} ({min(r):.0f}-{max(r):.0f})"
+            for name, r in runs.items()
+        )
+    )
     return 0
 
 
