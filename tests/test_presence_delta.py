@@ -140,7 +140,10 @@ def test_delta_and_tutorial_clients_share_a_room_and_agree(
 def test_a_slow_delta_reader_gets_merged_changes_never_a_gap(
     start_server: Any,
 ) -> None:
-    server = start_server(broadcast_interval=0, rate_limit=0, send_timeout=30)
+    # No keepalive pings: the slow reader sends nothing for a long while.
+    server = start_server(
+        broadcast_interval=0, rate_limit=0, send_timeout=30, ping_interval=0
+    )
     slow = RawClient(server.port)
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.handshake("/?username=Slow", extra=f"Sec-WebSocket-Protocol: {DELTA}\r\n")

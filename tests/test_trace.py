@@ -102,15 +102,65 @@ def test_trace_shows_the_request_the_accept_computation_and_the_101(
     ]
 
 
-def test_rejected_handshake_is_traced_up_to_the_request(
+def refusal_as_traced(lines: list[str], response: bytes) -> list[str]:
+    """The trace's lines for a refused handshake, from its ``refuse`` line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("refuse "))
+    head, _, body = response.partition(b"\r\n\r\n")
+    count = 1 + len(head.split(b"\r\n")) + 2
+    assert len(lines) >= start + count, lines
+    return lines[start : start + count]
+
+
+def test_refused_handshake_is_traced_with_the_response_as_sent(
     start_server: Callable[..., RunningServer], lines: Callable[[], list[str]]
 ) -> None:
     server = start_server(trace=True)
     with RawClient(server.port) as client:
         client.send(upgrade_request("/"))
-        assert client.read_response().status == 400
-    assert "recv GET / HTTP/1.1" in lines()
-    assert not any(line.startswith("accept") for line in lines())
+        assert client.at_eof()
+        response = client.buffer  # Every byte the server sent.
+    reason = "username is required: add ?username=NAME to the URL"
+    body_line = f"sent body, {len(reason) + 1} bytes: {reason + chr(10)!r}"
+    traced = wait_for(lines, body_line)
+    assert traced[0] == "recv GET / HTTP/1.1"
+    assert not any(line.startswith("accept") for line in traced)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert body == (reason + "\n").encode()
+    assert refusal_as_traced(traced, response) == [
+        f"refuse 400 Bad Request: {reason}",
+        *(f"sent {line}" for line in head.decode("latin-1").split("\r\n")),
+        "sent (empty line: the body follows)",
+        body_line,
+    ]
+    assert traced[traced.index(f"refuse 400 Bad Request: {reason}") + 1] == (
+        "sent HTTP/1.1 400 Bad Request"
+    )
+
+
+def test_a_handshake_refused_for_too_many_connections_is_traced_too(
+    start_server: Callable[..., RunningServer], lines: Callable[[], list[str]]
+) -> None:
+    server = start_server(trace=True, max_connections_per_address=1)
+    with join(server.url()) as ws:
+        recv_json(ws)
+        with RawClient(server.port) as client:
+            client.send(upgrade_request("/?username=Bob"))
+            assert client.at_eof()
+            response = client.buffer
+    reason = (
+        "too many WebSockets from 127.0.0.1: 1 are open"
+        " (--max-connections-per-address)"
+    )
+    body_line = f"sent body, {len(reason) + 1} bytes: {reason + chr(10)!r}"
+    traced = refusal_as_traced(wait_for(lines, body_line), response)
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    assert traced == [
+        f"refuse 429 Too Many Requests: {reason}",
+        *(f"sent {line}" for line in head),
+        "sent (empty line: the body follows)",
+        body_line,
+    ]
+    assert "sent Retry-After: 5" in traced
 
 
 # ---------------------------------------------------------------- frames

@@ -362,8 +362,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         status: HTTPStatus,
         reason: str,
         headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body.
+
+        Returns the response as it was written (for ``--trace``).
+        """
         body = (reason + "\n").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -371,9 +374,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Connection", "close")
+        # What end_headers() is about to write (http.server's buffer).
+        head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if self.command == "HEAD":
+            return head
+        self.wfile.write(body)
+        return head + body
 
     # ---------------------------------------------------------- WebSocket
 

@@ -94,8 +94,9 @@ class Exchange(Protocol):
 
     def reject(
         self, status: HTTPStatus, reason: str, headers: tuple[Header, ...] = ()
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body; the
+        response as sent."""
 
     def switch_protocols(
         self, headers: list[Header]
@@ -225,7 +226,9 @@ class WebSocketServer:
             )
             with self._lock:
                 self._refused[exc.status] += 1
-            exchange.reject(exc.status, exc.reason, exc.headers)
+            response = exchange.reject(exc.status, exc.reason, exc.headers)
+            if tracer is not None:
+                tracer.refused(exc.status, exc.reason, response)
             return
         address = exchange.address
         refusal = self._admit(address)
@@ -234,7 +237,9 @@ class WebSocketServer:
             with self._lock:
                 self._refused[status] += 1
             logger.warning("refused a WebSocket from %s: %s", exchange.peer, reason)
-            exchange.reject(status, reason, (("Retry-After", "5"),))
+            response = exchange.reject(status, reason, (("Retry-After", "5"),))
+            if tracer is not None:
+                tracer.refused(status, reason, response)
             return
         try:
             response_headers, extensions = accept(
