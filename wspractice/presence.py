@@ -75,8 +75,6 @@ class PresenceApp:
         #: connection in order (a change must never overtake another).
         self._round_lock = threading.Lock()
         self._version = 0
-        #: Rounds that sent something (for the metrics; under ``_round_lock``).
-        self.rounds_sent = 0
         clock = RoundClock(
             interval_ms=options.broadcast_interval,
             bandwidth_mb_s=options.broadcast_bandwidth,
@@ -84,6 +82,11 @@ class PresenceApp:
         )
         #: Coalesced broadcast rounds (see :mod:`wspractice.fanout`).
         self.rounds = Rounds(self.broadcast, clock, call_at, gate)
+
+    @property
+    def rounds_sent(self) -> int:
+        """Rounds that sent something so far: each numbers its messages."""
+        return self._version
 
     def check_request(self, request: Request) -> str | None:
         """Before the upgrade: ``?username=`` must be there, and valid; the
@@ -147,7 +150,6 @@ class PresenceApp:
                 if not changes:
                     return 0
                 self._version += 1
-                self.rounds_sent += 1
                 round = Round(self._version, self.users.snapshot(), changes)
                 targets = list(self.connections.values())
             for connection in targets:

@@ -90,13 +90,10 @@ class Server(ThreadingHTTPServer):
         self.trusted_proxies = TrustedProxies.parse(self.options.forwarded_allow_ips)
         #: Node's ``new WebSocketServer({ server })``: takes the upgrades.
         self.websockets = WebSocketServer(
-            self.options,
-            self.writer,
-            self.presence,
-            gate=gate,
-            host_rule=self.host_rule,
+            self.options, self.writer, self.presence, gate=gate
         )
         self.websockets.add_endpoint(ECHO_PATH, EchoApp())
+        self.websockets.host_rule = self.host_rule
         #: ``GET /healthz``; parts of the server add their own state to it
         #: with ``health.add_component()``.
         self.health = Health(
