@@ -185,8 +185,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         return str(self.client_address[0])
 
     def address_string(self) -> str:
-        """http.server's name for the client in its log lines: :attr:`peer`."""
-        return self.peer
+        """http.server's name for the client in its log lines: the address
+        alone, as http.server has it; behind a trusted proxy, :attr:`peer`
+        (``client via proxy:port``)."""
+        if self.forwarded is not None:
+            return self.peer
+        return str(self.client_address[0])
 
     # ---------------------------------------------------------- connection
 
