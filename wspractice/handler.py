@@ -420,16 +420,18 @@ class RequestHandler(BaseHTTPRequestHandler):
         """
         sock: socket.socket = self.connection
         sock.setblocking(False)
-        chunks = []
         try:
-            while chunk := self.rfile.read1(RECV_SIZE):
-                chunks.append(chunk)
+            # One call: what the buffer holds (at most its 8 KiB), or else one
+            # read. Reading until the socket is empty would let a client that
+            # keeps sending grow this without limit, before any size limit or
+            # backpressure applies.
+            data = self.rfile.read1(RECV_SIZE) or b""
         except OSError:
-            pass
+            data = b""
         finally:
             sock.setblocking(True)
         self.rfile.close()  # Frees its buffer for the life of the connection.
-        return b"".join(chunks)
+        return data
 
     # ---------------------------------------------------------- logging
 

@@ -239,6 +239,8 @@ class Protocol:
         before a close frame that came in the same read is handled.
         """
         while True:
+            if self.abort_reason is not None:
+                return None  # Dropped: nothing the client sent counts any more.
             if self._events is None:
                 if not self._feed():
                     return None
