@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import re
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from wspractice import Options
@@ -29,14 +28,7 @@ from wspractice.forwarded import (
 
 from .conftest import RunningServer
 from .rawws import HTTPResponse, RawClient, upgrade_request
-
-EXAMPLES = int(os.environ.get("WSPRACTICE_FUZZ_EXAMPLES", "100"))
-
-fuzz = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+from .strategies import fuzz
 
 LOCAL_PROXY = TrustedProxies.parse(["127.0.0.1"])
 

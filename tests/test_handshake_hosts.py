@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 from collections.abc import Callable
 from http import HTTPStatus
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from wspractice import Options
@@ -36,14 +35,7 @@ from wspractice.server import machine_names
 
 from .conftest import TIMEOUT, RunningServer
 from .rawws import KEY, RawClient, upgrade_request
-
-EXAMPLES = int(os.environ.get("WSPRACTICE_FUZZ_EXAMPLES", "100"))
-
-fuzz = settings(
-    max_examples=EXAMPLES,
-    deadline=None,  # A shared CI machine: never a timing assertion.
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+from .strategies import fuzz, latin1
 
 LOOPBACK = host_rule("127.0.0.1")
 
@@ -336,12 +328,7 @@ def test_a_domain_allows_exactly_its_subdomains(
 
 
 @fuzz
-@given(
-    st.text(
-        st.characters(min_codepoint=0, max_codepoint=255, exclude_characters="\r\n"),
-        max_size=40,
-    )
-)
+@given(st.text(latin1, max_size=40))
 def test_any_header_value_is_accepted_or_refused_with_400_or_403(text: str) -> None:
     try:
         name, port = parse_host(text)
