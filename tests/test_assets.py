@@ -17,7 +17,7 @@ from .rawws import HTTPResponse, RawClient
 
 
 def get(server: RunningServer, target: str) -> HTTPResponse:
-    request = f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1")
+    request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode("latin-1")
     with RawClient(server.port) as client:
         client.send(request)
         return client.read_response()

@@ -28,7 +28,7 @@ def exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str]
 
 def head(server: RunningServer, target: str) -> HTTPResponse:
     """A HEAD request: the response head, and a check that no body follows."""
-    request = f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1")
+    request = f"HEAD {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode("latin-1")
     with RawClient(server.port) as client:
         client.send(request)
         while b"\r\n\r\n" not in client.buffer:
@@ -84,7 +84,7 @@ def test_head_sends_the_headers_of_get_and_no_body(server: RunningServer) -> Non
     assert response.status == 200
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
     status, headers, body = exchange(
-        server, b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+        server, b"GET /static/app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     )
     assert response.headers["content-length"] == headers["content-length"]
     assert headers["content-length"] == str(len(body.encode()))
@@ -100,7 +100,7 @@ def test_keep_alive_serves_a_second_request_on_the_same_connection(
     server: RunningServer,
 ) -> None:
     with RawClient(server.port) as client:
-        request = b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n"
+        request = b"GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         client.send(request + request)
         first = client.read_response()
         second = client.read_response()

@@ -15,7 +15,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "wspractice"
 
 #: Modules that decide: they import no I/O module and read no clock.
-PURE = ("config", "errors", "handshake", "protocol", "messages", "users", "ratelimit")
+PURE = (
+    "config",
+    "errors",
+    "forwarded",
+    "handshake",
+    "protocol",
+    "messages",
+    "users",
+    "ratelimit",
+)
 IO_MODULES = {"socket", "threading", "select", "selectors", "ssl", "http.server"}
 
 

@@ -20,7 +20,8 @@ import urllib.parse
 from types import FrameType
 
 from . import __version__
-from .config import DEFAULT_MAX_MESSAGE_SIZE, Options
+from .config import DEFAULT_MAX_MESSAGE_SIZE, Options, check_allowed_host
+from .forwarded import FORWARDED_HEADERS, TrustedProxies
 from .server import Server
 
 logger = logging.getLogger("wspractice")
@@ -89,6 +90,23 @@ def milliseconds(text: str) -> float:
             f"must be between 0 and 60000 milliseconds, got {text}"
         )
     return value
+
+
+def allowed_host(text: str) -> str:
+    try:
+        check_allowed_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return text
+
+
+def proxy_addresses(text: str) -> list[str]:
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    try:
+        TrustedProxies.parse(entries)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return entries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +312,43 @@ def build_parser() -> argparse.ArgumentParser:
         " them, the 101 response as sent, how Sec-WebSocket-Accept is computed,"
         " and every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
     )
+    names = parser.add_argument_group(
+        "host names and proxies (docs/deployment.md)",
+        "Requests for the demo page and WebSocket upgrades must name the server"
+        " in Host: an IP address, localhost, the machine's own name when it"
+        " listens beyond loopback, or an --allowed-host name. Others get 403,"
+        " which stops DNS rebinding.",
+    )
+    names.add_argument(
+        "--allowed-host",
+        action="append",
+        type=allowed_host,
+        metavar="NAME",
+        dest="allowed_hosts",
+        default=[],
+        help="also answer to this name in Host, e.g. the public name behind a"
+        " proxy (repeatable; .example.com: the domain and its subdomains;"
+        " '*': any name)",
+    )
+    names.add_argument(
+        "--forwarded-allow-ips",
+        action="append",
+        type=proxy_addresses,
+        metavar="IPS",
+        dest="forwarded_allow_ips",
+        default=[],
+        help="comma-separated addresses or networks of reverse proxies (e.g."
+        " 127.0.0.1,10.0.0.0/8; '*': any peer) whose --forwarded-header gives"
+        " the client's address for logs and per-address limits; none by"
+        " default",
+    )
+    names.add_argument(
+        "--forwarded-header",
+        choices=FORWARDED_HEADERS,
+        default=Options().forwarded_header,
+        help="the header those proxies set: X-Forwarded-For (nginx, HAProxy,"
+        " most load balancers) or RFC 7239's Forwarded; only this one is read",
+    )
     return parser
 
 
@@ -324,6 +379,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         handshake_timeout=args.handshake_timeout,
         max_header_size=args.max_header_size,
         allowed_origins=tuple(args.allowed_origins),
+        allowed_hosts=tuple(args.allowed_hosts),
+        forwarded_allow_ips=tuple(ip for ips in args.forwarded_allow_ips for ip in ips),
+        forwarded_header=args.forwarded_header,
         certfile=args.certfile,
         keyfile=args.keyfile,
         trace=args.trace,

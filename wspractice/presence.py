@@ -83,6 +83,11 @@ class PresenceApp:
         #: Coalesced broadcast rounds (see :mod:`wspractice.fanout`).
         self.rounds = Rounds(self.broadcast, clock, call_at, gate)
 
+    @property
+    def rounds_sent(self) -> int:
+        """Rounds that sent something so far: each numbers its messages."""
+        return self._version
+
     def check_request(self, request: Request) -> str | None:
         """Before the upgrade: ``?username=`` must be there, and valid; the
         delta subprotocol is selected when the client offers it."""

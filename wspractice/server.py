@@ -15,6 +15,13 @@ reads HTTP requests; a request that upgrades to a WebSocket keeps its thread
 for the life of the connection. One more thread, the
 :class:`~wspractice.writer.Writer`, finishes writes that sockets could not
 take at once and runs every timer, broadcast rounds included.
+
+To run one inside a program (docs/embedding.md)::
+
+    server = Server(Options(port=0))
+    server.start()              # serve_forever() in a thread of its own
+    print(server.url())         # ws://127.0.0.1:PORT/?username=Alex
+    server.stop()
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -32,10 +40,14 @@ from typing import Any
 from .config import Options
 from .echo import EchoApp
 from .fanout import NO_GATE, Gate
+from .forwarded import TrustedProxies
 from .handler import RequestHandler
+from .handshake import host_rule
+from .health import Health
+from .metrics import Metrics
 from .presence import PresenceApp
 from .tls import server_context
-from .upgrade import WebSocketServer
+from .upgrade import Statistics, WebSocketServer
 from .writer import Writer
 
 logger = logging.getLogger(__name__)
@@ -62,17 +74,33 @@ class Server(ThreadingHTTPServer):
         handler: type[RequestHandler] = RequestHandler,
     ) -> None:
         self.options = options if options is not None else Options()
+        #: When the server started, in seconds since the epoch.
+        self.started = time.time()
         if ":" in self.options.host:
             self.address_family = socket.AF_INET6
         gate = NO_GATE if "gate" in self.options.ablate else Gate()
         self.writer = Writer(gate)
         #: The presence app: the tutorial's server/index.js.
         self.presence = PresenceApp(self.options, self.writer.call_at, gate)
+        #: The names in ``Host`` that the server answers to (DNS rebinding).
+        self.host_rule = host_rule(
+            self.options.host, self.options.allowed_hosts, machine_names()
+        )
+        #: The proxies whose forwarding header gives the client's address.
+        self.trusted_proxies = TrustedProxies.parse(self.options.forwarded_allow_ips)
         #: Node's ``new WebSocketServer({ server })``: takes the upgrades.
         self.websockets = WebSocketServer(
             self.options, self.writer, self.presence, gate=gate
         )
         self.websockets.add_endpoint(ECHO_PATH, EchoApp())
+        self.websockets.host_rule = self.host_rule
+        #: ``GET /healthz``; parts of the server add their own state to it
+        #: with ``health.add_component()``.
+        self.health = Health(
+            self.websockets.open_count, lambda: self.websockets.shutting_down
+        )
+        #: ``GET /metrics``.
+        self.metrics = Metrics(self)
         #: TLS for wss:// and https://, when a certificate is configured.
         self.tls_context: ssl.SSLContext | None = None
         if self.options.certfile:
@@ -82,6 +110,11 @@ class Server(ThreadingHTTPServer):
         #: Every TCP connection being served, WebSocket or not.
         self.connections: set[socket.socket] = set()
         self._connections_changed = threading.Condition()
+        # serve_forever() and stop(), in whichever order they come.
+        self._run_lock = threading.Lock()
+        self._serving = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
         super().__init__((self.options.host, self.options.port), handler)
         self.writer.start()
 
@@ -143,6 +176,62 @@ class Server(ThreadingHTTPServer):
         """Run ``callback(now)`` at monotonic time ``when``, in the writer thread."""
         self.writer.call_at(when, callback)
 
+    # ---------------------------------------------------------- metrics
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the server has begun to stop (upgrades get 503)."""
+        return self.websockets.shutting_down
+
+    def websocket_statistics(self) -> Statistics:
+        return self.websockets.statistics()
+
+    def presence_statistics(self) -> tuple[int, int]:
+        """Users in the room, and broadcast rounds so far."""
+        with self.presence.lock:
+            users = len(self.presence.users)
+        return users, self.presence.rounds_sent
+
+    def tcp_connections(self) -> int:
+        with self._connections_changed:
+            return len(self.connections)
+
+    def components_up(self) -> dict[str, bool]:
+        return self.health.components_up()
+
+    # ---------------------------------------------------------- running
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until :meth:`stop` (or ``shutdown()``); returns
+        at once if :meth:`stop` came first."""
+        with self._run_lock:
+            if self._stopped:
+                return
+            self._serving = True
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            with self._run_lock:
+                self._serving = False
+
+    def start(self) -> threading.Thread:
+        """Serve in a thread of its own (a daemon); :meth:`stop` ends it."""
+        with self._run_lock:
+            if self._thread is not None or self._stopped:
+                raise RuntimeError("the server has been started or stopped already")
+            self._thread = threading.Thread(
+                target=self.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"wspractice-server-{self.port}",
+                daemon=True,
+            )
+        self._thread.start()
+        return self._thread
+
+    def __exit__(self, *exc_info: object) -> None:
+        """``with Server(...) as server:`` stops it at the end."""
+        self.stop()
+
     # ---------------------------------------------------------- stopping
 
     def close_connections(self, timeout: float | None = None) -> None:
@@ -176,9 +265,29 @@ class Server(ThreadingHTTPServer):
         """Stop serving (from another thread than ``serve_forever``'s).
 
         Stops accepting, closes every WebSocket with 1001 and closes the
-        listening socket.
+        listening socket. Before ``serve_forever()`` or :meth:`start`, it
+        only closes (and ``serve_forever()`` then returns at once); a second
+        call does nothing.
         """
+        with self._run_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            serving = self._serving
         self.websockets.stop_accepting()
-        self.shutdown()
+        if serving:
+            self.shutdown()  # Waits for serve_forever() to return.
         self.close_connections()
         self.server_close()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
+def machine_names() -> list[str]:
+    """This machine's own host name, and its ``.local`` (mDNS) name when it
+    has no domain: what other devices of a local network may call it."""
+    name = socket.gethostname().lower()
+    if not name:
+        return []
+    return [name] if "." in name else [name, f"{name}.local"]
