@@ -17,7 +17,7 @@ import threading
 from types import FrameType
 
 from . import __version__
-from .config import DEFAULT_MAX_MESSAGE_SIZE, Options
+from .config import DEFAULT_MAX_MESSAGE_SIZE, REDIS_PREFIX, Options, check_redis_url
 from .server import Server
 
 logger = logging.getLogger("wspractice")
@@ -72,6 +72,31 @@ def milliseconds(text: str) -> float:
     if not 0 <= value <= 60_000:
         raise argparse.ArgumentTypeError(
             f"must be between 0 and 60000 milliseconds, got {text}"
+        )
+    return value
+
+
+def redis_url(text: str) -> str:
+    try:
+        check_redis_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def redis_prefix(text: str) -> str:
+    if not REDIS_PREFIX.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to 64 letters, digits or _.:-, got {text!r}"
+        )
+    return text
+
+
+def presence_seconds(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0.5 and 3600 seconds, got {text}"
         )
     return value
 
@@ -231,6 +256,42 @@ def build_parser() -> argparse.ArgumentParser:
         " (repeatable; '*' allows every origin). Always allowed: no Origin,"
         " the same origin, and loopback origins on any port",
     )
+    room = parser.add_argument_group(
+        "one room, several processes (docs/scaling.md)",
+        "Every process started with the same --redis and --redis-prefix serves"
+        " one room. Needs the redis package: pip install 'wspractice[redis]'.",
+    )
+    room.add_argument(
+        "--redis",
+        type=redis_url,
+        metavar="URL",
+        help="share the room through this Redis: redis://[:PASSWORD@]HOST[:PORT][/DB]"
+        " or rediss:// for TLS (the password is never logged)",
+    )
+    room.add_argument(
+        "--redis-prefix",
+        type=redis_prefix,
+        metavar="PREFIX",
+        default=defaults.redis_prefix,
+        help="start of every Redis key and channel name: one room per prefix",
+    )
+    room.add_argument(
+        "--presence-timeout",
+        type=presence_seconds,
+        metavar="SECONDS",
+        default=defaults.presence_timeout,
+        help="users of a process that vanished (killed, machine lost) leave"
+        " everyone's view within this time; a process that stops normally"
+        " removes its users at once",
+    )
+    room.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        default=1,
+        help="run N server processes on the port (SO_REUSEPORT), sharing the"
+        " room through --redis; a worker that dies is restarted",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--log-level",
@@ -276,6 +337,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         certfile=args.certfile,
         keyfile=args.keyfile,
         trace=args.trace,
+        redis=args.redis,
+        redis_prefix=args.redis_prefix,
+        presence_timeout=args.presence_timeout,
         ablate=tuple(name.strip() for name in ablate.split(",") if name.strip()),
     )
 
@@ -312,7 +376,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers > 1 and args.redis is None:
+        parser.error(
+            f"--workers {args.workers} needs --redis URL: each worker is a"
+            " separate process with its own users, and only Redis makes them"
+            " one room (without it, users on different workers would not see"
+            " each other)"
+        )
     logging.basicConfig(
         level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr
     )
@@ -320,8 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     prepare_process(options)
     if options.trace:  # Trace lines are INFO, whatever --log-level says.
         logging.getLogger("wspractice.trace").setLevel(logging.INFO)
+    if args.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(options, args.workers)
     try:
         server = Server(options)
+    except RuntimeError as exc:  # --redis without the redis package
+        logger.error("%s", exc)
+        return 1
     except ssl.SSLError as exc:
         logger.error("cannot use the certificate or key: %s", exc)
         return 1

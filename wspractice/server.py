@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Options
 from .echo import EchoApp
@@ -37,6 +37,9 @@ from .presence import PresenceApp
 from .tls import server_context
 from .upgrade import WebSocketServer
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from .redis_link import RedisLink
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +69,17 @@ class Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         gate = NO_GATE if "gate" in self.options.ablate else Gate()
         self.writer = Writer(gate)
+        #: The link to the room's other processes (``--redis``), or None.
+        self.redis_link: RedisLink | None = None
+        if self.options.redis is not None:
+            self.redis_link = _redis_link(self.options)
         #: The presence app: the tutorial's server/index.js.
-        self.presence = PresenceApp(self.options, self.writer.call_at, gate)
+        self.presence = PresenceApp(
+            self.options,
+            self.writer.call_at,
+            gate,
+            users=self.redis_link.users if self.redis_link is not None else None,
+        )
         #: Node's ``new WebSocketServer({ server })``: takes the upgrades.
         self.websockets = WebSocketServer(
             self.options, self.writer, self.presence, gate=gate
@@ -84,8 +96,13 @@ class Server(ThreadingHTTPServer):
         self._connections_changed = threading.Condition()
         super().__init__((self.options.host, self.options.port), handler)
         self.writer.start()
+        if self.redis_link is not None:
+            # Before the first client: its first snapshot holds the room.
+            self.redis_link.start(self.presence.rounds.request)
 
     def server_bind(self) -> None:
+        if self.options.reuse_port:  # --workers: every worker binds the port.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         # HTTPServer.server_bind looks up the host's FQDN, which can stall
         # for seconds without DNS; the address is all we need.
         socketserver.TCPServer.server_bind(self)
@@ -129,15 +146,7 @@ class Server(ThreadingHTTPServer):
 
     def url(self, path: str = "/?username=Alex") -> str:
         """A ready-to-paste WebSocket URL for this server."""
-        host = self.options.host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        scheme = "ws" if self.tls_context is None else "wss"
-        return f"{scheme}://{host}:{self.port}{path}"
+        return server_url(self.options, self.port, path)
 
     def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
         """Run ``callback(now)`` at monotonic time ``when``, in the writer thread."""
@@ -148,12 +157,16 @@ class Server(ThreadingHTTPServer):
     def close_connections(self, timeout: float | None = None) -> None:
         """Close every WebSocket with 1001, then every other connection.
 
+        With ``--redis``, this process's users leave the shared room first.
+
         New upgrades get 503 from now on, handshakes in flight included.
         WebSockets still open after ``timeout`` seconds (default:
         ``close_timeout``) are dropped, and so are idle HTTP connections and
         unfinished requests. Returns once every connection's thread is done,
         or after two more seconds.
         """
+        self.websockets.stop_accepting()
+        self.leave_room()
         self.websockets.close_all(timeout=timeout)
         with self._connections_changed:
             others = list(self.connections)
@@ -168,8 +181,15 @@ class Server(ThreadingHTTPServer):
                 lambda: not self.connections, timeout=2.0
             )
 
+    def leave_room(self) -> None:
+        """With ``--redis``: this process's users leave the shared room now,
+        in every process's view, and the link to Redis closes."""
+        if self.redis_link is not None:
+            self.redis_link.close()
+
     def server_close(self) -> None:
         super().server_close()
+        self.leave_room()
         self.writer.stop()
 
     def stop(self) -> None:
@@ -182,3 +202,28 @@ class Server(ThreadingHTTPServer):
         self.shutdown()
         self.close_connections()
         self.server_close()
+
+
+def _redis_link(options: Options) -> RedisLink:
+    """The Redis link; the client library is an optional extra."""
+    try:
+        from .redis_link import RedisLink
+    except ImportError as exc:
+        raise RuntimeError(
+            f"--redis needs the redis package ({exc}):"
+            " pip install 'wspractice[redis]'"
+        ) from None
+    return RedisLink(options)
+
+
+def server_url(options: Options, port: int, path: str = "/?username=Alex") -> str:
+    """A ready-to-paste WebSocket URL for a server with ``options``."""
+    host = options.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "wss" if options.certfile else "ws"
+    return f"{scheme}://{host}:{port}{path}"
