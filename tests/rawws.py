@@ -1,23 +1,83 @@
 """A deliberately small WebSocket client on a raw socket, for malformed input.
 
-It builds frames by hand (RFC 6455 section 5.2), independently of wsproto,
-so that tests can send exactly the bytes they mean, broken ones included.
+The bytes come from ``scripts/rawframes.py`` (frames built by hand after RFC
+6455 section 5.2, independently of wsproto), which the soak test and the
+benchmark use too; this module adds a blocking socket client on top, so that
+tests can send exactly the bytes they mean, broken ones included. See
+rawframes' docstring for why the shared module lives in ``scripts/``.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import socket
-import struct
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .conftest import TIMEOUT
 
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
 
-OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+import rawframes  # noqa: E402
+from rawframes import (  # noqa: E402
+    KEY,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    accept_value,
+    close_code,
+    close_frame,
+    frame,
+    parse_response_head,
+    upgrade_request,
+)
+
+__all__ = [
+    "KEY",
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONT",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "HTTPResponse",
+    "RawClient",
+    "accept_value",
+    "close_frame",
+    "frame",
+    "parse_frame",
+    "parse_frames",
+    "upgrade_request",
+]
+
+#: A server frame as the tests compare it: (opcode, fin, payload).
+ServerFrame = tuple[int, bool, bytes]
+
+
+def parse_frame(buf: bytes) -> tuple[ServerFrame, bytes] | None:
+    """``((opcode, fin, payload), rest)`` of the server frame that ``buf``
+    starts with; None while it is incomplete. Server frames are never masked."""
+    parsed = rawframes.parse_frame(buf)
+    if parsed is None:
+        return None
+    got, used = parsed
+    assert not got.masked, "server frames must not be masked"
+    return (got.opcode, got.fin, got.payload), buf[used:]
+
+
+def parse_frames(data: bytes) -> list[ServerFrame]:
+    """Every whole server frame in ``data``, in order."""
+    frames = []
+    while (parsed := parse_frame(data)) is not None:
+        got, data = parsed
+        frames.append(got)
+    assert not data, f"an incomplete frame is left: {data!r}"
+    return frames
 
 
 @dataclass
@@ -25,87 +85,6 @@ class HTTPResponse:
     status: int
     headers: dict[str, str]
     body: bytes
-
-
-def upgrade_request(
-    path: str = "/?username=Alex",
-    *,
-    host: str = "127.0.0.1",
-    key: str = KEY,
-    extra: str = "",
-    version: str = "13",
-) -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\n"
-        f"Host: {host}\r\n"
-        "Upgrade: websocket\r\n"
-        "Connection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\n"
-        f"Sec-WebSocket-Version: {version}\r\n"
-        f"{extra}"
-        "\r\n"
-    ).encode("latin-1")
-
-
-def frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    mask: bool = True,
-    length: int | None = None,
-) -> bytes:
-    """One frame; ``length`` overrides the declared payload length."""
-    n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    mask_bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([mask_bit | n])
-    elif n < 1 << 16:
-        head += bytes([mask_bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([mask_bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode())
-
-
-def parse_frame(buf: bytes) -> tuple[tuple[int, bool, bytes], bytes] | None:
-    """``((opcode, fin, payload), rest)`` of the server frame that ``buf``
-    starts with; None while it is incomplete. Server frames are never masked."""
-    if len(buf) < 2:
-        return None
-    fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
-    assert not buf[1] & 0x80, "server frames must not be masked"
-    n, offset = buf[1] & 0x7F, 2
-    if n == 126:
-        if len(buf) < 4:
-            return None
-        (n,), offset = struct.unpack("!H", buf[2:4]), 4
-    elif n == 127:
-        if len(buf) < 10:
-            return None
-        (n,), offset = struct.unpack("!Q", buf[2:10]), 10
-    if len(buf) < offset + n:
-        return None
-    return (opcode, fin, buf[offset : offset + n]), buf[offset + n :]
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bool, bytes]]:
-    """Every whole server frame in ``data``, in order."""
-    frames = []
-    while (parsed := parse_frame(data)) is not None:
-        frame, data = parsed
-        frames.append(frame)
-    assert not data, f"an incomplete frame is left: {data!r}"
-    return frames
 
 
 class RawClient:
@@ -138,12 +117,7 @@ class RawClient:
             if not self._fill():
                 raise ConnectionError(f"EOF before a full response: {self.buffer!r}")
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        status, headers = parse_response_head(head)
         length = int(headers.get("content-length", "0"))
         while len(self.buffer) < length:
             if not self._fill():
@@ -157,29 +131,23 @@ class RawClient:
         assert response.status == 101, response
         return response
 
-    def read_frame(self) -> tuple[int, bool, bytes]:
+    def read_frame(self) -> ServerFrame:
         """``(opcode, fin, payload)`` of the next frame from the server."""
         while True:
-            parsed = self._parse()
+            parsed = parse_frame(self.buffer)
             if parsed is not None:
-                return parsed
+                got, self.buffer = parsed
+                return got
             if not self._fill():
                 raise ConnectionError("EOF while waiting for a frame")
 
-    def _parse(self) -> tuple[int, bool, bytes] | None:
-        parsed = parse_frame(self.buffer)
-        if parsed is None:
-            return None
-        frame, self.buffer = parsed
-        return frame
-
-    def read_close(self) -> tuple[int, str]:
-        """Skip to the server's close frame; return its code and reason."""
+    def read_close(self) -> tuple[int | None, str]:
+        """Skip to the server's close frame; its code (None if it has none)
+        and reason."""
         while True:
             opcode, _, payload = self.read_frame()
             if opcode == OP_CLOSE:
-                (code,) = struct.unpack("!H", payload[:2])
-                return code, payload[2:].decode("utf-8")
+                return close_code(payload)
 
     def at_eof(self) -> bool:
         """Whether the server closes TCP once we have nothing more to say."""
@@ -189,10 +157,3 @@ class RawClient:
         except (ConnectionResetError, TimeoutError):
             return False
         return True
-
-
-def accept_value(key: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode())
-    return base64.b64encode(digest.digest()).decode()

@@ -86,3 +86,44 @@ def test_no_server_is_reported_and_exits_1() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith(f"Ada: cannot connect to {url}: ")
+
+
+def run_script(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """The script with the websockets library made unimportable: it must
+    need nothing beyond wspractice's own dependency, wsproto."""
+    argv = [str(SCRIPT), "--url", server.url("/"), *args]
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['websockets'] = None\n"
+        f"sys.argv = {argv!r}\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=4 * TIMEOUT,
+    )
+
+
+def test_users_answer_pings_and_need_only_wsproto(start_server: Any) -> None:
+    server = start_server(ping_interval=0.2, ping_timeout=0.5)
+    result = run_script(server, "--users", "2", "--duration", "1.5")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_refused_handshake_is_reported_with_the_servers_reason(
+    start_server: Any,
+) -> None:
+    server = start_server(max_connections=1)
+    result = run_script(server, "--users", "2", "--duration", "1")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Grace: handshake refused: HTTP 503: "), result
+
+
+def test_a_close_by_the_server_is_reported_with_its_code(start_server: Any) -> None:
+    server = start_server(max_message_size=64)
+    # Coordinates this wide make a message longer than 64 bytes.
+    result = run_script(server, "--users", "1", "--width", str(10**70))
+    assert result.returncode == 1
+    assert result.stderr.startswith("Ada: the server closed the connection: 1009 ")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from .conftest import RunningServer
+from .rawws import OP_BINARY, frame
 
 ROOT = Path(__file__).resolve().parent.parent
 SOAK = ROOT / "scripts" / "soak.py"
@@ -80,3 +85,72 @@ def test_a_short_soak_passes_its_checks() -> None:
     for kind in ("normal", "reset", "oversize", "garbage_http", "bad_json"):
         assert f"\n  {kind} " in report
     assert "[soak] t=" in result.stderr  # Progress goes to stderr.
+
+
+# ------------------------------------------------------------ its parts
+
+SCRIPTS = ROOT / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+from soaktest.hostile import EXPECTED, HostileMix, expected  # noqa: E402
+from soaktest.rawclient import Raw  # noqa: E402
+from soaktest.server import ServerLog  # noqa: E402
+
+
+def test_unknown_kinds_are_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SOAK), "--kinds", "normal,teleport"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unknown kinds: teleport" in result.stderr
+
+
+def test_every_kind_says_what_it_may_see() -> None:
+    assert set(EXPECTED) == set(HostileMix.KINDS)
+    assert expected("binary", "close 1003")
+    assert not expected("binary", "close 1000")
+    # A server that closes may reset a client slower than --close-timeout...
+    assert expected("binary", "reset by server")
+    # ...but a client the server should never close must not be reset.
+    assert not expected("normal", "reset by server")
+
+
+def test_the_server_log_is_counted_by_level() -> None:
+    text = "\n".join(
+        [
+            "WebSocket server is running on port 1: ws://127.0.0.1:1",
+            "2026-12-01 20:41:00,001 WARNING wspractice: slow client",
+            "2026-12-01 20:41:00,002 ERROR wspractice: oops",
+            "Traceback (most recent call last):",
+            '  File "x.py", line 1',
+            "2026-12-01 20:41:00,003 WARNING wspractice: again",
+        ]
+    )
+    found = ServerLog.read(text)
+    assert found.levels == {"WARNING": 2, "ERROR": 1, "Traceback": 1}
+    assert found.errors == ["2026-12-01 20:41:00,002 ERROR wspractice: oops"]
+    assert found.bad == 2
+
+
+def test_a_raw_client_reads_the_servers_close(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(max_message_size=1024)
+
+    async def binary_then_oversize() -> list[str]:
+        seen = []
+        for payload in (b"\x00\x01", b"x" * 2000):
+            client = await Raw.open(server.port)
+            try:
+                await client.handshake("/?username=raw")
+                await client.send(frame(OP_BINARY, payload))
+                seen.append(await client.until_close())
+            finally:
+                client.close()
+        return seen
+
+    assert asyncio.run(binary_then_oversize()) == ["close 1003", "close 1009"]

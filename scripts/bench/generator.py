@@ -1,0 +1,188 @@
+"""Running the Node load generator (``scripts/bench/loadgen.js``) once.
+
+The generator prints JSON lines: ``connected`` when its clients are in,
+``measure_start`` and ``measure_end`` around the measured window, then its
+``result``. The driver samples the server's CPU time and memory at those
+moments, so that the server's figures cover the same window as the
+generator's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+from .context import Context
+from .records import JSON
+from .servers import BENCH, ROOT
+
+LOADGEN = BENCH / "loadgen.js"
+
+
+class Measured(Protocol):
+    """A server as the generator's driver sees it (see measure.running)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def cpu_seconds(self) -> float | None: ...
+
+    def rss_kib(self) -> int | None: ...
+
+    def exit_status(self) -> str | None: ...
+
+
+@dataclass
+class GeneratorRun:
+    """What one loadgen.js run reported, plus the server's side of it."""
+
+    result: JSON | None = None
+    error: str | None = None
+    connected: JSON | None = None
+    server_cpu_connect: float | None = None
+    server_cpu_window: float | None = None
+    server_cpu_cores: float | None = None
+    #: Before the generator started (start_kb: when its window started).
+    server_rss_before_kb: int | None = None
+    server_rss_start_kb: int | None = None
+    server_rss_end_kb: int | None = None
+    generator_nice: int | None = None
+    seconds: float = 0.0
+
+
+def _renice(increment: int) -> None:
+    """In the child, before exec: change its niceness if allowed."""
+    try:
+        os.nice(increment)
+    except OSError:
+        pass  # Not allowed to raise our priority: run at the default.
+
+
+def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:
+    """Hand each line of ``stream`` over, then an empty one at EOF."""
+    for line in stream:
+        lines.put(line)
+    lines.put(b"")
+
+
+def command(scenario: str, url: str, options: dict[str, object]) -> list[str]:
+    argv = ["node", str(LOADGEN), scenario, "--url", url]
+    for key, value in options.items():
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def run_loadgen(
+    ctx: Context,
+    server: Measured,
+    scenario: str,
+    options: dict[str, object],
+    timeout: float,
+    label: str,
+) -> GeneratorRun:
+    """Run loadgen.js against ``server``; sample the server on its events."""
+    log = ctx.logs / f"{label}.loadgen.log"
+    run = GeneratorRun()
+    started = time.monotonic()
+    cpu_start = server.cpu_seconds()
+    nice = int(ctx.args.generator_nice)
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(
+            command(scenario, server.url, options),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=lambda: _renice(nice),
+        )
+        try:
+            run.generator_nice = os.getpriority(os.PRIO_PROCESS, proc.pid)
+        except OSError:
+            pass
+        assert proc.stdout is not None
+        lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(
+            target=_read_lines, args=(proc.stdout, lines), daemon=True
+        ).start()
+        try:
+            _follow(run, server, lines, timeout, cpu_start)
+        finally:
+            _end(proc, patient=run.result is not None)
+    if run.result is None and run.error is None:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        run.error = "the load generator failed: " + " / ".join(tail)
+    run.seconds = time.monotonic() - started
+    return run
+
+
+def _follow(
+    run: GeneratorRun,
+    server: Measured,
+    lines: queue.Queue[bytes],
+    timeout: float,
+    cpu_start: float | None,
+) -> None:
+    """Read the generator's events until its result, its end or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    window_start: tuple[float, float] | None = None
+    server_gone_at: float | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            run.error = f"the load generator did not finish in {timeout:g} s"
+            return
+        if server.exit_status() and server_gone_at is None:
+            server_gone_at = time.monotonic()
+        if server_gone_at and time.monotonic() - server_gone_at > 15:
+            run.error = "the server is gone and the generator is stuck"
+            return
+        try:
+            line = lines.get(timeout=min(remaining, 1.0))
+        except queue.Empty:
+            continue
+        if not line:
+            return  # The generator closed its stdout: it is done.
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        kind = event.get("event")
+        cpu = server.cpu_seconds()
+        if kind == "connected":
+            run.connected = event
+            if cpu is not None and cpu_start is not None:
+                run.server_cpu_connect = cpu - cpu_start
+        elif kind == "measure_start":
+            if cpu is not None:
+                window_start = (time.monotonic(), cpu)
+            run.server_rss_start_kb = server.rss_kib()
+        elif kind == "measure_end":
+            if window_start is not None and cpu is not None:
+                t0, cpu0 = window_start
+                run.server_cpu_window = cpu - cpu0
+                run.server_cpu_cores = (cpu - cpu0) / (time.monotonic() - t0)
+            run.server_rss_end_kb = server.rss_kib()
+        elif kind == "result":
+            run.result = event
+        elif kind == "error":
+            run.error = f"load generator: {event.get('message')}"
+
+
+def _end(proc: subprocess.Popen[bytes], patient: bool) -> None:
+    """Let the generator exit (a few seconds if it gave its result)."""
+    if proc.poll() is None:
+        try:
+            proc.wait(5 if patient else 0.1)
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -1,0 +1,108 @@
+"""The report: every scenario's table on stdout and in results.md, the plot.
+
+``--from-results`` comes here too: it rebuilds the context of an earlier run
+from its results.json (this version's or an earlier one's) and writes the
+same report again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .context import Context, say
+from .machine import commit_label
+from .plot import plot
+from .records import JSON, record_from_json
+from .scenarios import SCENARIOS
+from .servers import ROOT
+from .summary import headline
+
+
+def variants_of(meta: JSON) -> dict[str, JSON]:
+    """The run's wspractice variants by name (an earlier results.json
+    without variants had one, called wspractice)."""
+    variants: dict[str, JSON] = meta.get("variants") or {}
+    if not variants and "wspractice" in meta.get("servers", {}):
+        commit = str(meta.get("wspractice_commit", "unknown"))
+        variants = {"wspractice": {"commit": {"head": commit}}}
+    return variants
+
+
+def commits_line(meta: JSON) -> str:
+    """``wspractice 1234567`` or ``wspractice new 1234567, base 408e545``."""
+    variants = variants_of(meta)
+    labels = {name: commit_label(v.get("commit") or {}) for name, v in variants.items()}
+    if list(labels) == ["wspractice"]:
+        return f"wspractice {labels['wspractice']}"
+    return "wspractice " + ", ".join(f"{n} {c}" for n, c in labels.items())
+
+
+def preamble(ctx: Context) -> list[str]:
+    meta = ctx.meta
+    machine = meta.get("machine", {})
+    lines = [
+        f"{commits_line(meta)} on {machine.get('cpu')} × {machine.get('cores')},"
+        f" {meta.get('date')}; {meta.get('command')}",
+        "",
+        f"÷ ref: the figure divided by the reference server's, {ctx.reference}"
+        " (in the same table and at the same size). CPU in cores (1.0 = one core"
+        " busy); gen: the load generator (w: worker processes).",
+    ]
+    variants = variants_of(meta).values()
+    if len(variants) > 1 or any(
+        v.get("args") or v.get("env") or v.get("root", str(ROOT)) != str(ROOT)
+        for v in variants
+    ):
+        lines += ["", "Servers:"]
+        for name in ctx.servers:
+            about = meta.get("servers", {}).get(name, "")
+            lines.append(f"- {name}: {about}")
+    return lines
+
+
+def write_report(ctx: Context) -> None:
+    """Print the tables; write results.md and the plot next to results.json."""
+    report = preamble(ctx)
+    sections = [t for name in ctx.args.scenarios for t in SCENARIOS[name].tables(ctx)]
+    summary = headline(ctx, list(variants_of(ctx.meta)))
+    if summary:
+        sections.append(summary)
+    for title, text in sections:
+        report += ["", f"### {title}", "", text]
+    print("\n".join(report))
+    (ctx.out / "results.md").write_text("\n".join(report) + "\n")
+    image = None
+    if not getattr(ctx.args, "no_plot", False):
+        image = plot(ctx, footer(ctx.meta))
+    say(
+        f"==> done in {ctx.meta.get('seconds', 0):g} s: {ctx.out / 'results.json'},"
+        f" {ctx.out / 'results.md'}" + (f", {image}" if image else "")
+    )
+
+
+def footer(meta: JSON) -> str:
+    machine = meta.get("machine", {})
+    return (
+        f"{machine.get('cpu')}, {machine.get('cores')} cores,"
+        f" {str(meta.get('date'))[:10]}, {commits_line(meta)}"
+    )
+
+
+def report_again(path: Path, output: Path | None, no_plot: bool = False) -> int:
+    """--from-results: the tables and the plot of an earlier run, again."""
+    data = json.loads(path.read_text())
+    meta = data["meta"]
+    args = argparse.Namespace(**meta["settings"])
+    args.no_plot = no_plot
+    servers = list(meta["servers"])
+    reference = meta.get("reference") or (
+        "wspractice" if "wspractice" in servers else servers[0]
+    )
+    out = output or path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(args, servers, reference, out, meta=meta)
+    ctx.records = [record_from_json(r) for r in data["records"]]
+    write_report(ctx)
+    return 0

@@ -1,0 +1,36 @@
+"""The scenarios, one module each, in the order they run.
+
+Every scenario module has the same face (``Scenario``): its ``NAME``;
+``runs(args, servers)``, how many measurements it plans for that many
+servers; ``run(ctx)``, which measures every server in ``ctx.servers`` and
+keeps a record per measurement; and ``tables(ctx)``, its Markdown tables
+(title, text) from ``ctx.records``, with each figure's ratio to
+``ctx.reference``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Protocol
+
+from ..context import Context
+from . import echo, handshake, idle, join, presence, stall
+
+
+class Scenario(Protocol):
+    NAME: str
+
+    def runs(self, args: argparse.Namespace, servers: int) -> int: ...
+
+    def run(self, ctx: Context) -> None: ...
+
+    def tables(self, ctx: Context) -> list[tuple[str, str]]: ...
+
+
+SCENARIOS: dict[str, Scenario] = {
+    module.NAME: module for module in (handshake, echo, presence, join, stall, idle)
+}
+
+
+def planned_runs(args: argparse.Namespace, servers: int) -> int:
+    return sum(SCENARIOS[name].runs(args, servers) for name in args.scenarios)
