@@ -57,6 +57,7 @@ from .shared_users import (
     Message,
     RemoteRoom,
     SharedUsers,
+    VERSION,
     Verdict,
     decode_message,
     decode_users_hash,
@@ -125,6 +126,8 @@ class RedisLink:
         #: The last error talking to Redis (text), for /healthz; None if none.
         self.last_error: str | None = None
         self._seq = 0
+        #: How this process's messages start (Message.encode's field order).
+        self._own_prefix = f'{{"v":{VERSION},"node":"{self.node}",'.encode()
         self._threads = [
             threading.Thread(target=self._publish_loop, name="wspractice-redis-pub"),
             threading.Thread(target=self._subscribe_loop, name="wspractice-redis-sub"),
@@ -453,6 +456,8 @@ class RedisLink:
 
     def _handle(self, data: bytes, resync: set[str]) -> bool:
         """One message from the channel; whether the room changed."""
+        if data.startswith(self._own_prefix):
+            return False  # This process's own message, back from Redis.
         try:
             message = decode_message(data)
         except BadMessage as exc:

@@ -69,6 +69,9 @@ SEQ_FIELD = "seq"
 
 _COUNTER_LIMIT = 1_000_000
 
+#: One encoder for every message (json.dumps with options builds one a call).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 def new_node_id() -> str:
     """A fresh id for this process (random: a restarted process is new)."""
@@ -164,7 +167,7 @@ class Message:
             body["updated"] = [[uuid, state] for uuid, state in batch.updated.items()]
         if batch.left:
             body["left"] = batch.left
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        return _encode(body)
 
 
 class BadMessage(ValueError):
@@ -205,11 +208,7 @@ def decode_message(data: str | bytes) -> Message:
 
 def encode_entry(entry: Entry) -> str:
     """A user's record in its process's users hash."""
-    return json.dumps(
-        [entry.username, entry.order, entry.state],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    return _encode([entry.username, entry.order, entry.state])
 
 
 def decode_users_hash(

@@ -17,7 +17,7 @@ from .context import Context, say
 from .machine import git_commit, machine_info, versions
 from .records import JSON
 from .report import report_again, write_report
-from .scenarios import SCENARIOS, planned_runs
+from .scenarios import DEFAULT_SCENARIOS, SCENARIOS, planned_runs
 from .servers import (
     PEER_NAMES,
     ROOT,
@@ -45,6 +45,8 @@ QUICK: dict[str, object] = {
     "idle_connections": 50,
     "idle_settle": 0.2,
     "settle": 0.1,
+    "shared_users": [10],
+    "shared_capacity": [20],
 }
 
 VARIANT_HELP = """\
@@ -228,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--scenarios",
         type=csv_list(list(SCENARIOS)),
-        default=list(SCENARIOS),
+        default=list(DEFAULT_SCENARIOS),
         metavar="LIST",
-        help="comma-separated scenarios: " + ", ".join(SCENARIOS) + " (default: all)",
+        help="comma-separated scenarios: " + ", ".join(SCENARIOS) + " (default:"
+        " all but shared)",
     )
     what.add_argument(
         "--quick",
@@ -261,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[25, 50, 100, 300, 500, 1000],
         metavar="LIST",
         help="user counts for the presence scenario (25,50,100,300,500,1000)",
+    )
+    groups["load"].add_argument(
+        "--shared-users",
+        type=int_list,
+        default=[25, 100],
+        metavar="LIST",
+        help="shared scenario: user counts for the Redis hop (25,100)",
+    )
+    groups["load"].add_argument(
+        "--shared-capacity",
+        type=int_list,
+        default=[100, 150, 200, 250, 300, 350, 400, 500, 600],
+        metavar="LIST",
+        help="shared scenario: user counts tried for capacity, in turn, until"
+        " p99 > 50 ms or an update is lost (100,150,...,600)",
     )
     groups["load"].add_argument(
         "--keep-going",

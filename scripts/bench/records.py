@@ -116,6 +116,23 @@ class PresenceRecord(Record):
 
 
 @dataclass
+class SharedRecord(PresenceRecord):
+    """A run of the shared scenario: one room over several processes."""
+
+    processes: int | None = None
+    #: The next user's updates as each user sees them (--peer-offset 1).
+    peer_latency: JSON | None = None
+    peer_updates_measured: int | None = None
+    peer_updates_lost: int | None = None
+    peer_pairs: int | None = None
+    #: Pairs whose two users are on different processes.
+    peer_pairs_crossing: int | None = None
+    #: redis-server's CPU over the measured window.
+    redis_cpu_seconds: float | None = None
+    redis_cpu_cores: float | None = None
+
+
+@dataclass
 class JoinRecord(Record):
     connected: int | None = None
     connect_failed: int | None = None
@@ -146,6 +163,7 @@ KINDS: dict[str, type[Record]] = {
     "stall": PresenceRecord,
     "join": JoinRecord,
     "idle": IdleRecord,
+    "shared": SharedRecord,
 }
 
 
