@@ -285,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
         " removes its users at once",
     )
     room.add_argument(
+        "--redis-interval",
+        type=milliseconds,
+        metavar="MS",
+        default=defaults.redis_interval,
+        help="publish this process's changes at most every MS milliseconds,"
+        " merged (0: once per broadcast round)",
+    )
+    room.add_argument(
         "--workers",
         type=positive_int,
         metavar="N",
@@ -340,6 +348,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         redis=args.redis,
         redis_prefix=args.redis_prefix,
         presence_timeout=args.presence_timeout,
+        redis_interval=args.redis_interval,
         ablate=tuple(name.strip() for name in ablate.split(",") if name.strip()),
     )
 

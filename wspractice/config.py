@@ -96,6 +96,10 @@ class Options:
     #: Users of a process that vanished leave everyone's view within this
     #: many seconds.
     presence_timeout: float = 10.0
+    #: Milliseconds between two messages this process publishes, at least;
+    #: the changes of the rounds in between are merged into the next one.
+    #: 0: one message per round.
+    redis_interval: float = 5.0
     #: Bind with SO_REUSEPORT, so that several processes share the port
     #: (set by ``--workers``; not an option of its own).
     reuse_port: bool = False
@@ -118,6 +122,7 @@ class Options:
             "close_timeout",
             "max_bad_messages",
             "rate_limit",
+            "redis_interval",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")

@@ -115,6 +115,10 @@ class RedisLink:
         # Handed over by rounds to the publisher (guarded by _wake).
         self._wake = threading.Condition()
         self._pending: Batch | None = None
+        #: The publisher sleeps with nothing to send: a batch must wake it.
+        self._idle = False
+        #: Seconds between two messages of this process, at least.
+        self.publish_interval = options.redis_interval / 1000
         self._stopping = threading.Event()
         #: The subscriber has read the room once, or failed to.
         self._first_read = threading.Event()
@@ -164,7 +168,8 @@ class RedisLink:
                 self._pending = batch
             else:
                 self._pending.merge(batch)
-            self._wake.notify()
+            if self._idle:
+                self._wake.notify()
 
     def close(self, timeout: float = 2.0) -> None:
         """Tell the room this process is leaving (its users leave everyone's
@@ -174,7 +179,7 @@ class RedisLink:
         self._closed = True
         self._stopping.set()
         with self._wake:
-            self._wake.notify()
+            self._wake.notify_all()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -256,13 +261,14 @@ class RedisLink:
         local: dict[str, Entry] = {}
         announce = True  # Write everything (first time, or after a failure).
         next_beat = 0.0
+        #: When the next message may go (--redis-interval after the last).
+        ready_at = 0.0
         #: Processes found without a presence key, by how many sweeps in a row.
         missing: dict[str, int] = {}
         delays = self._retry_delays()
         while True:
             with self._wake:
-                if self._pending is None and not self._stopping.is_set():
-                    self._wake.wait(max(0.0, next_beat - time.monotonic()))
+                self._wait_for_work(next_beat, ready_at)
                 batch, self._pending = self._pending, None
             if batch is not None:
                 batch.apply_to(local)
@@ -275,6 +281,7 @@ class RedisLink:
                     missing.clear()
                 elif batch:
                     self._send(batch, local)
+                    ready_at = time.monotonic() + self.publish_interval
                 if time.monotonic() >= next_beat:
                     if not self._beat():
                         logger.info("Redis had forgotten this process: announcing")
@@ -290,6 +297,18 @@ class RedisLink:
                     break
         if self._up["publisher"]:
             self._goodbye()
+
+    def _wait_for_work(self, next_beat: float, ready_at: float) -> None:
+        """Under ``_wake``: sleep until a batch may go, the heartbeat is due,
+        or the link stops. Batches that come meanwhile are merged."""
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_beat or (self._pending is not None and now >= ready_at):
+                return
+            until = next_beat if self._pending is None else min(next_beat, ready_at)
+            self._idle = self._pending is None
+            self._wake.wait(until - now)
+            self._idle = False
 
     def _next_seq(self) -> int:
         self._seq += 1

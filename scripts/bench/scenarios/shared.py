@@ -83,14 +83,14 @@ def runs(args: argparse.Namespace, servers: int) -> int:
 class RedisProcess:
     """A redis-server of the run's own: a free port, persistence off."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, port: int = 0) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServerError(
                 "redis-server is not on PATH (apt-get install redis-server)"
             )
-        self.port = _free_port()
-        self._log = open(log, "wb")
+        self.port = port or _free_port()
+        self._log = open(log, "ab")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
             + ["--save", "", "--appendonly", "no"],
