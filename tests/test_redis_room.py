@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from wspractice.config import check_redis_url, redact_url
 from wspractice.shared_users import decode_message, decode_users_hash
 
 from .conftest import TIMEOUT
@@ -36,8 +37,9 @@ from .redisproc import (
 #: The fixtures redis_server, start_process and workdir.
 pytest_plugins = ["tests.redisfixtures"]
 
-#: Short, so that a vanished process's users leave quickly.
-PRESENCE_TIMEOUT = "2"
+#: Short, so that a vanished process's users leave quickly, yet long enough
+#: that a process starved for a second on a busy machine is not taken for dead.
+PRESENCE_TIMEOUT = "4"
 
 Start = Callable[..., Wspractice]
 
@@ -393,3 +395,24 @@ def test_hostile_clients_never_put_anything_but_validated_states_in_redis(
     print(f"{len(outcomes)} hostile connections, {published} messages published")
     assert not problems, problems[:20]
     assert published > 0 and states_seen > 0
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("redis://:hunter2@h:6379/0", "redis://:***@h:6379/0"),
+        ("rediss://bob:hunter2@h/2", "rediss://bob:***@h/2"),
+        ("redis://hunter2@h", "redis://***@h"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("hunter2@h", "<not a URL>"),
+    ],
+)
+def test_logs_show_a_redis_url_without_its_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_an_error_about_a_redis_url_never_shows_the_password() -> None:
+    with pytest.raises(ValueError) as error:
+        check_redis_url("redis://:hunter2@h:99999/0")
+    assert "hunter2" not in str(error.value)
+    assert "redis://:***@h:99999/0" in str(error.value)

@@ -63,7 +63,7 @@ def test_two_workers_on_one_port_serve_one_room_of_a_dozen_users(
     redis_server: RedisServer, start_process: Start, watchers: list[Watcher]
 ) -> None:
     server = start_process(
-        "--workers", "2", "--redis", redis_server.url, "--presence-timeout", "2"
+        "--workers", "2", "--redis", redis_server.url, "--presence-timeout", "4"
     )
     assert sorted(worker_pids(server)) == [1, 2]
     # A dozen users; SO_REUSEPORT spreads them over the workers (more join
@@ -88,7 +88,7 @@ def test_a_worker_that_dies_is_restarted_and_its_users_leave(
     redis_server: RedisServer, start_process: Start, watchers: list[Watcher]
 ) -> None:
     server = start_process(
-        "--workers", "2", "--redis", redis_server.url, "--presence-timeout", "2"
+        "--workers", "2", "--redis", redis_server.url, "--presence-timeout", "4"
     )
     pids = worker_pids(server)
     while len(watchers) < 2 or min(users_per_worker(redis_server), default=0) == 0:

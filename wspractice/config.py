@@ -99,7 +99,7 @@ class Options:
     #: Milliseconds between two messages this process publishes, at least;
     #: the changes of the rounds in between are merged into the next one.
     #: 0: one message per round.
-    redis_interval: float = 5.0
+    redis_interval: float = 10.0
     #: Bind with SO_REUSEPORT, so that several processes share the port
     #: (set by ``--workers``; not an option of its own).
     reuse_port: bool = False
