@@ -47,6 +47,7 @@ QUICK: dict[str, object] = {
     "settle": 0.1,
     "shared_users": [10],
     "shared_capacity": [20],
+    "shared_repeat": 1,
 }
 
 VARIANT_HELP = """\
@@ -106,6 +107,14 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         " with more than two cores)",
     ),
     ("load", "--connect-concurrency", int, 100, "N", "connections opened at once"),
+    (
+        "load",
+        "--shared-repeat",
+        int,
+        3,
+        "N",
+        "shared scenario: runs of each measurement, the layouts taking turns",
+    ),
     (
         "load",
         "--connect-deadline",
@@ -275,10 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups["load"].add_argument(
         "--shared-capacity",
         type=int_list,
-        default=[100, 150, 200, 250, 300, 350, 400, 500, 600],
+        default=[50, 100, 150, 200, 300, 400, 500],
         metavar="LIST",
         help="shared scenario: user counts tried for capacity, in turn, until"
-        " p99 > 50 ms or an update is lost (100,150,...,600)",
+        " p99 > 50 ms or an update is lost (50,100,150,200,300,400,500)",
     )
     groups["load"].add_argument(
         "--keep-going",

@@ -130,6 +130,8 @@ class SharedRecord(PresenceRecord):
     #: redis-server's CPU over the measured window.
     redis_cpu_seconds: float | None = None
     redis_cpu_cores: float | None = None
+    #: In the tables' median rows: the lowest and highest p99 of the repeats.
+    p99_range: str | None = None
 
 
 @dataclass
