@@ -132,6 +132,9 @@ class SharedRecord(PresenceRecord):
     redis_cpu_cores: float | None = None
     #: In the tables' median rows: the lowest and highest p99 of the repeats.
     p99_range: str | None = None
+    #: The machine's 1-minute load average when the run started (os.getloadavg):
+    #: on a shared machine, what else was running.
+    machine_load: float | None = None
 
 
 @dataclass

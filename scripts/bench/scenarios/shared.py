@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import statistics
 import subprocess
@@ -270,6 +271,7 @@ def shared_run(
     }
     record = SharedRecord(NAME, ctx.reference, params)
     record.processes = layout.processes * layout.workers
+    record.machine_load = round(os.getloadavg()[0], 2)
     options: dict[str, object] = {
         "clients": users,
         "rate": a.rate,
@@ -389,6 +391,7 @@ def median_of(records: list[SharedRecord]) -> SharedRecord:
         "server_cpu_cores",
         "redis_cpu_cores",
         "snapshots_per_second",
+        "machine_load",
     ):
         row.__dict__[name] = median(name)
     for name in ("updates_lost", "peer_updates_lost", "connect_failed"):
@@ -462,6 +465,7 @@ def hop_table(ctx: Context, rows: list[SharedRecord]) -> tuple[str, str]:
         col("server CPU", "server_cpu_cores"),
         col("Redis CPU", "redis_cpu_cores"),
         gen_cpu(),
+        col("load", "machine_load"),
         STATUS,
     ]
     title = (
@@ -487,6 +491,7 @@ def capacity_table(ctx: Context, rows: list[SharedRecord]) -> tuple[str, str]:
         col("server CPU", "server_cpu_cores"),
         col("Redis CPU", "redis_cpu_cores"),
         gen_cpu(),
+        col("load", "machine_load"),
         ("holds", lambda r: "yes" if holds(r) else "no"),
     ]
     text = render(rows, columns)
