@@ -420,7 +420,8 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
     capacity = [r for r in rows if r.params.get("part") == "capacity"]
     if capacity:
         out.append(capacity_table(ctx, capacity))
-        _plot(ctx, capacity)
+    if records:
+        _plot(ctx, records)
     return out
 
 
@@ -519,7 +520,9 @@ def _order(r: SharedRecord) -> int:
     return names.index(_layout(r)) if _layout(r) in names else 99
 
 
-def _plot(ctx: Context, rows: list[SharedRecord]) -> Path | None:
+def _plot(ctx: Context, records: list[SharedRecord]) -> Path | None:
+    """Two panels: capacity (p99 against users, each run a dot, the median a
+    line) and the hop (the next user's p50 and p99 by layout)."""
     if getattr(ctx.args, "no_plot", False):
         return None
     import matplotlib
@@ -527,38 +530,69 @@ def _plot(ctx: Context, rows: list[SharedRecord]) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), dpi=110)
+    capacity = [r for r in records if r.params.get("part") == "capacity"]
     for layout in CAPACITY_LAYOUTS:
-        points = sorted(
-            (int(r.params["users"]), (r.latency or {}).get("p99_ms"), holds(r))
-            for r in rows
-            if _layout(r) == layout.name and (r.latency or {}).get("p99_ms")
-        )
-        if not points:
+        mine = [r for r in capacity if _layout(r) == layout.name]
+        by_users: dict[int, list[float]] = {}
+        for r in mine:
+            p99 = number(r, "latency.p99_ms")
+            if p99 is not None:
+                by_users.setdefault(int(r.params["users"]), []).append(p99)
+        if not by_users:
             continue
-        (line,) = ax.plot(
-            [x for x, _, _ in points],
-            [y for _, y, _ in points],
+        xs = sorted(by_users)
+        (line,) = left.plot(
+            xs,
+            [statistics.median(by_users[x]) for x in xs],
             marker="o",
-            label=layout.name,
+            label=f"{layout.name} (median)",
         )
-        misses = [(x, y) for x, y, ok in points if not ok]
-        ax.scatter(
-            [x for x, _ in misses],
-            [y for _, y in misses],
-            s=140,
-            facecolors="none",
-            edgecolors=line.get_color(),
+        left.scatter(
+            [x for x in xs for _ in by_users[x]],
+            [y for x in xs for y in by_users[x]],
+            s=12,
+            alpha=0.5,
+            color=line.get_color(),
         )
-    ax.axhline(P99_LIMIT_MS, color="grey", linestyle="--", linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xlabel(f"users, each sending its state {ctx.args.rate:g} times a second")
-    ax.set_ylabel("p99 broadcast latency, ms (log scale)")
-    ax.set_title("One room: one process against --workers 2 sharing it through Redis")
-    ax.grid(True, alpha=0.3)
-    ax.legend(
-        title="circled: p99 over 50 ms or updates lost", fontsize=9, title_fontsize=8
+    left.axhline(P99_LIMIT_MS, color="grey", linestyle="--", linewidth=1)
+    left.set_yscale("log")
+    left.set_xlabel(f"users, each sending its state {ctx.args.rate:g} times a second")
+    left.set_ylabel("p99 latency, ms (log); dots: each run")
+    left.set_title("Capacity: p99 against users")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=8)
+    hop = [r for r in records if r.params.get("part") == "hop"]
+    sizes = sorted({int(r.params["users"]) for r in hop})
+    width = 0.8 / len(HOP_LAYOUTS)
+    for i, layout in enumerate(HOP_LAYOUTS):
+        for key, alpha in (("p99_ms", 0.35), ("p50_ms", 1.0)):
+            values = []
+            for users in sizes:
+                runs = [
+                    number(r, f"peer_latency.{key}")
+                    for r in hop
+                    if _layout(r) == layout.name and r.params["users"] == users
+                ]
+                known = [v for v in runs if v is not None]
+                values.append(statistics.median(known) if known else 0.0)
+            right.bar(
+                [n + i * width for n in range(len(sizes))],
+                values,
+                width,
+                color=f"C{i}",
+                alpha=alpha,
+                label=f"{layout.name} ({key[:3]})",
+            )
+    right.set_yscale("log")
+    right.set_xticks(
+        [n + width * (len(HOP_LAYOUTS) - 1) / 2 for n in range(len(sizes))],
+        [f"{u} users" for u in sizes],
     )
+    right.set_ylabel("the next user's update, ms (log; median of runs)")
+    right.set_title("The Redis hop: p50 (dark) and p99 (light)")
+    right.grid(True, axis="y", alpha=0.3)
+    right.legend(fontsize=7)
     fig.tight_layout()
     path = ctx.out / PLOT
     fig.savefig(path)
