@@ -67,6 +67,8 @@ class Layout:
     processes: int
     redis: bool
     workers: int = 1
+    #: More options for every process.
+    args: tuple[str, ...] = ()
 
     @property
     def ports(self) -> int:
@@ -77,8 +79,18 @@ ONE = Layout("1 process", "one", 1, redis=False)
 ONE_REDIS = Layout("1 process + Redis", "one-redis", 1, redis=True)
 TWO = Layout("2 processes + Redis", "two", 2, redis=True)
 WORKERS = Layout("--workers 2 + Redis", "workers2", 1, redis=True, workers=2)
+#: Processes sharing cores: rounds spaced as one process would space them
+#: (docs/scaling.md, "More processes, more rounds").
+WORKERS_SPACED = Layout(
+    "--workers 2 + Redis, --broadcast-interval 5",
+    "workers2-bi5",
+    1,
+    redis=True,
+    workers=2,
+    args=("--broadcast-interval", "5"),
+)
 HOP_LAYOUTS = (ONE, ONE_REDIS, TWO)
-CAPACITY_LAYOUTS = (ONE, WORKERS)
+CAPACITY_LAYOUTS = (ONE, WORKERS, WORKERS_SPACED)
 
 
 def runs(args: argparse.Namespace, servers: int) -> int:
@@ -236,6 +248,7 @@ def room(ctx: Context, layout: Layout, label: str) -> Iterator[Room]:
                 command += ["--redis", redis.url]
             if layout.workers > 1:
                 command += ["--workers", str(layout.workers)]
+            command += layout.args
             process = ServerProcess(
                 command,
                 log_path=ctx.logs / f"{label}.server{n + 1}.log",
@@ -516,7 +529,7 @@ def capacity_table(ctx: Context, rows: list[SharedRecord]) -> tuple[str, str]:
 
 
 def _order(r: SharedRecord) -> int:
-    names = [layout.name for layout in (*HOP_LAYOUTS, WORKERS)]
+    names = [layout.name for layout in (*HOP_LAYOUTS, WORKERS, WORKERS_SPACED)]
     return names.index(_layout(r)) if _layout(r) in names else 99
 
 
