@@ -33,6 +33,16 @@ if [ ! -x "$chromium" ]; then
     fi
 fi
 
+# The shared-room tests start Debian's redis-server (--redis, --workers).
+if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    say "redis-server for the shared-room tests (apt-get install redis-server)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    echo "installed: $(redis-server --version)"
+fi
+
 # Node's ws and uuid, the tutorial's own libraries: a client of wspractice,
 # and the tutorial's server for the side-by-side handshake test.
 if command -v npm >/dev/null 2>&1 \

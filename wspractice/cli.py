@@ -20,7 +20,13 @@ import urllib.parse
 from types import FrameType
 
 from . import __version__
-from .config import DEFAULT_MAX_MESSAGE_SIZE, Options, check_allowed_host
+from .config import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    REDIS_PREFIX,
+    Options,
+    check_allowed_host,
+    check_redis_url,
+)
 from .forwarded import FORWARDED_HEADERS, TrustedProxies
 from .server import Server
 
@@ -107,6 +113,31 @@ def proxy_addresses(text: str) -> list[str]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return entries
+
+
+def redis_url(text: str) -> str:
+    try:
+        check_redis_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def redis_prefix(text: str) -> str:
+    if not REDIS_PREFIX.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to 64 letters, digits or _.:-, got {text!r}"
+        )
+    return text
+
+
+def presence_seconds(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0.5 and 3600 seconds, got {text}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +314,50 @@ def build_parser() -> argparse.ArgumentParser:
         " (repeatable; '*' allows every origin). Always allowed: no Origin,"
         " the same origin, and loopback origins on any port",
     )
+    room = parser.add_argument_group(
+        "one room, several processes (docs/scaling.md)",
+        "Every process started with the same --redis and --redis-prefix serves"
+        " one room. Needs the redis package: pip install 'wspractice[redis]'.",
+    )
+    room.add_argument(
+        "--redis",
+        type=redis_url,
+        metavar="URL",
+        help="share the room through this Redis: redis://[:PASSWORD@]HOST[:PORT][/DB]"
+        " or rediss:// for TLS (the password is never logged)",
+    )
+    room.add_argument(
+        "--redis-prefix",
+        type=redis_prefix,
+        metavar="PREFIX",
+        default=defaults.redis_prefix,
+        help="start of every Redis key and channel name: one room per prefix",
+    )
+    room.add_argument(
+        "--presence-timeout",
+        type=presence_seconds,
+        metavar="SECONDS",
+        default=defaults.presence_timeout,
+        help="users of a process that vanished (killed, machine lost) leave"
+        " everyone's view within this time; a process that stops normally"
+        " removes its users at once",
+    )
+    room.add_argument(
+        "--redis-interval",
+        type=milliseconds,
+        metavar="MS",
+        default=defaults.redis_interval,
+        help="publish this process's changes at most every MS milliseconds,"
+        " merged (0: once per broadcast round)",
+    )
+    room.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        default=1,
+        help="run N server processes on the port (SO_REUSEPORT), sharing the"
+        " room through --redis; a worker that dies is restarted",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--log-level",
@@ -385,6 +460,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
         certfile=args.certfile,
         keyfile=args.keyfile,
         trace=args.trace,
+        redis=args.redis,
+        redis_prefix=args.redis_prefix,
+        presence_timeout=args.presence_timeout,
+        redis_interval=args.redis_interval,
         ablate=tuple(name.strip() for name in ablate.split(",") if name.strip()),
     )
 
@@ -558,6 +637,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_arguments(parser, args)
+    if args.workers > 1 and args.redis is None:
+        parser.error(
+            f"--workers {args.workers} needs --redis URL: each worker is a"
+            " separate process with its own users, and only Redis makes them"
+            " one room (without it, users on different workers would not see"
+            " each other)"
+        )
     problem = configure_logging(args)
     if problem is not None:
         logger.error("%s", problem)
@@ -568,8 +654,15 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         logger.error("%s", problem)
         return 1
+    if args.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(options, args.workers)
     try:
         server = Server(options)
+    except RuntimeError as exc:  # --redis without the redis package
+        logger.error("%s", exc)
+        return 1
     except ssl.SSLError as exc:
         logger.error("cannot use the certificate or key: %s", exc)
         return 1

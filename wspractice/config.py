@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .forwarded import FORWARDED_HEADERS, TrustedProxies
 
@@ -28,6 +29,9 @@ MAX_USERNAME_LENGTH = 64
 #: Speed mechanisms that ``Options.ablate`` may turn off (see
 #: :mod:`wspractice.fanout`).
 ABLATABLE = ("gate", "pacing")
+
+#: What ``--redis-prefix`` may contain: it starts every key and channel name.
+REDIS_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,22 @@ class Options:
     #: Speed mechanisms to turn off, for the benchmark's ablation only
     #: (``WSPRACTICE_ABLATE``; see :mod:`wspractice.fanout`).
     ablate: tuple[str, ...] = ()
+    # -- One room, several processes (docs/scaling.md) --
+    #: ``redis://`` or ``rediss://`` URL: share the room with every process
+    #: that uses the same Redis and prefix. None: this process alone.
+    redis: str | None = None
+    #: Starts every Redis key and channel name of the room.
+    redis_prefix: str = "wspractice"
+    #: Users of a process that vanished leave everyone's view within this
+    #: many seconds.
+    presence_timeout: float = 10.0
+    #: Milliseconds between two messages this process publishes, at least;
+    #: the changes of the rounds in between are merged into the next one.
+    #: 0: one message per round.
+    redis_interval: float = 10.0
+    #: Bind with SO_REUSEPORT, so that several processes share the port
+    #: (set by ``--workers``; not an option of its own).
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, naming the field and the rule."""
@@ -129,6 +149,7 @@ class Options:
             "max_bad_messages",
             "max_connections_per_address",
             "rate_limit",
+            "redis_interval",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
@@ -159,6 +180,18 @@ class Options:
             raise ValueError(
                 f"forwarded_header must be one of {', '.join(FORWARDED_HEADERS)},"
                 f" got {self.forwarded_header!r}"
+            )
+        if self.redis is not None:
+            check_redis_url(self.redis)
+        if not REDIS_PREFIX.fullmatch(self.redis_prefix):
+            raise ValueError(
+                "redis_prefix must be 1 to 64 letters, digits or _.:-,"
+                f" got {self.redis_prefix!r}"
+            )
+        if not 0.5 <= self.presence_timeout <= 3600:
+            raise ValueError(
+                "presence_timeout must be between 0.5 and 3600 seconds,"
+                f" got {self.presence_timeout}"
             )
         _check_whole_numbers(self)
         unknown = set(self.ablate) - set(ABLATABLE)
@@ -257,3 +290,45 @@ def _check_whole_numbers(options: Options) -> None:
 
 def _never(value: object) -> bool:
     return False
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that cannot work, saying why (the password never).
+
+    Accepted: ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`` and the same
+    with ``rediss://`` (TLS); a query string is passed on to the client.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"redis URL {shown} is not usable: {exc}") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(
+            f"redis URL {shown} must start with redis:// or rediss:// (TLS)"
+        )
+    if not parts.hostname:
+        raise ValueError(
+            f"redis URL {shown} has no host; e.g. redis://127.0.0.1:6379/0"
+        )
+    if port == 0:
+        raise ValueError(f"redis URL {shown} has port 0")
+    db = parts.path.lstrip("/")
+    if db and not (db.isdigit() and db.isascii()):
+        raise ValueError(
+            f"redis URL {shown}: the path must be a database number, got /{db}"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: the form logs show."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>" if "@" in url else url
+    netloc, slash, path = rest.partition("/")
+    credentials, at, host = netloc.rpartition("@")
+    if at:  # A credential without a colon may still be a password: hide it.
+        user, colon, _ = credentials.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    return f"{scheme}://{netloc}{slash}{path}"

@@ -62,12 +62,22 @@ class Visitor:
 class PresenceApp:
     """Who is connected and where their cursor is, shared with everyone."""
 
-    def __init__(self, options: Options, call_at: Scheduler, gate: Gate) -> None:
+    def __init__(
+        self,
+        options: Options,
+        call_at: Scheduler,
+        gate: Gate,
+        users: Users | None = None,
+    ) -> None:
         self.options = options
         #: The tutorial's ``connections``: uuid -> open connection.
         self.connections: dict[str, Connection] = {}
-        #: The tutorial's ``users``: uuid -> { username, state }.
-        self.users = Users()
+        #: The tutorial's ``users``: uuid -> { username, state }. In memory,
+        #: or the whole room shared through Redis (``--redis``: a
+        #: :class:`~wspractice.shared_users.SharedUsers`, which also holds
+        #: other processes' users; they are in ``users``, not in
+        #: ``connections``).
+        self.users = users if users is not None else Users()
         #: Guards ``connections``, ``users`` and the round numbers. Never
         #: held while sending.
         self.lock = threading.Lock()

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Options
 from .echo import EchoApp
@@ -49,6 +49,9 @@ from .presence import PresenceApp
 from .tls import server_context
 from .upgrade import Statistics, WebSocketServer
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from .redis_link import RedisLink
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +83,17 @@ class Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         gate = NO_GATE if "gate" in self.options.ablate else Gate()
         self.writer = Writer(gate)
+        #: The link to the room's other processes (``--redis``), or None.
+        self.redis_link: RedisLink | None = None
+        if self.options.redis is not None:
+            self.redis_link = _redis_link(self.options)
         #: The presence app: the tutorial's server/index.js.
-        self.presence = PresenceApp(self.options, self.writer.call_at, gate)
+        self.presence = PresenceApp(
+            self.options,
+            self.writer.call_at,
+            gate,
+            users=self.redis_link.users if self.redis_link is not None else None,
+        )
         #: The names in ``Host`` that the server answers to (DNS rebinding).
         self.host_rule = host_rule(
             self.options.host, self.options.allowed_hosts, machine_names()
@@ -99,6 +111,11 @@ class Server(ThreadingHTTPServer):
         self.health = Health(
             self.websockets.open_count, lambda: self.websockets.shutting_down
         )
+        if self.redis_link is not None:
+            link = self.redis_link
+            self.health.add_component(
+                "redis", link.status, healthy=lambda: link.connected
+            )
         #: ``GET /metrics``.
         self.metrics = Metrics(self)
         #: TLS for wss:// and https://, when a certificate is configured.
@@ -117,8 +134,13 @@ class Server(ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
         super().__init__((self.options.host, self.options.port), handler)
         self.writer.start()
+        if self.redis_link is not None:
+            # Before the first client: its first snapshot holds the room.
+            self.redis_link.start(self.presence.rounds.request)
 
     def server_bind(self) -> None:
+        if self.options.reuse_port:  # --workers: every worker binds the port.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         # HTTPServer.server_bind looks up the host's FQDN, which can stall
         # for seconds without DNS; the address is all we need.
         socketserver.TCPServer.server_bind(self)
@@ -162,15 +184,7 @@ class Server(ThreadingHTTPServer):
 
     def url(self, path: str = "/?username=Alex") -> str:
         """A ready-to-paste WebSocket URL for this server."""
-        host = self.options.host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        scheme = "ws" if self.tls_context is None else "wss"
-        return f"{scheme}://{host}:{self.port}{path}"
+        return server_url(self.options, self.port, path)
 
     def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
         """Run ``callback(now)`` at monotonic time ``when``, in the writer thread."""
@@ -237,12 +251,16 @@ class Server(ThreadingHTTPServer):
     def close_connections(self, timeout: float | None = None) -> None:
         """Close every WebSocket with 1001, then every other connection.
 
+        With ``--redis``, this process's users leave the shared room first.
+
         New upgrades get 503 from now on, handshakes in flight included.
         WebSockets still open after ``timeout`` seconds (default:
         ``close_timeout``) are dropped, and so are idle HTTP connections and
         unfinished requests. Returns once every connection's thread is done,
         or after two more seconds.
         """
+        self.websockets.stop_accepting()
+        self.leave_room()
         self.websockets.close_all(timeout=timeout)
         with self._connections_changed:
             others = list(self.connections)
@@ -257,8 +275,15 @@ class Server(ThreadingHTTPServer):
                 lambda: not self.connections, timeout=2.0
             )
 
+    def leave_room(self) -> None:
+        """With ``--redis``: this process's users leave the shared room now,
+        in every process's view, and the link to Redis closes."""
+        if self.redis_link is not None:
+            self.redis_link.close()
+
     def server_close(self) -> None:
         super().server_close()
+        self.leave_room()
         self.writer.stop()
 
     def stop(self) -> None:
@@ -291,3 +316,28 @@ def machine_names() -> list[str]:
     if not name:
         return []
     return [name] if "." in name else [name, f"{name}.local"]
+
+
+def _redis_link(options: Options) -> RedisLink:
+    """The Redis link; the client library is an optional extra."""
+    try:
+        from .redis_link import RedisLink
+    except ImportError as exc:
+        raise RuntimeError(
+            f"--redis needs the redis package ({exc}):"
+            " pip install 'wspractice[redis]'"
+        ) from None
+    return RedisLink(options)
+
+
+def server_url(options: Options, port: int, path: str = "/?username=Alex") -> str:
+    """A ready-to-paste WebSocket URL for a server with ``options``."""
+    host = options.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "wss" if options.certfile else "ws"
+    return f"{scheme}://{host}:{port}{path}"

@@ -17,7 +17,7 @@ from .context import Context, say
 from .machine import git_commit, machine_info, versions
 from .records import JSON
 from .report import report_again, write_report
-from .scenarios import SCENARIOS, planned_runs
+from .scenarios import DEFAULT_SCENARIOS, SCENARIOS, planned_runs
 from .servers import (
     PEER_NAMES,
     ROOT,
@@ -45,6 +45,9 @@ QUICK: dict[str, object] = {
     "idle_connections": 50,
     "idle_settle": 0.2,
     "settle": 0.1,
+    "shared_users": [10],
+    "shared_capacity": [20],
+    "shared_repeat": 1,
 }
 
 VARIANT_HELP = """\
@@ -104,6 +107,14 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         " with more than two cores)",
     ),
     ("load", "--connect-concurrency", int, 100, "N", "connections opened at once"),
+    (
+        "load",
+        "--shared-repeat",
+        int,
+        3,
+        "N",
+        "shared scenario: runs of each measurement, the layouts taking turns",
+    ),
     (
         "load",
         "--connect-deadline",
@@ -228,9 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--scenarios",
         type=csv_list(list(SCENARIOS)),
-        default=list(SCENARIOS),
+        default=list(DEFAULT_SCENARIOS),
         metavar="LIST",
-        help="comma-separated scenarios: " + ", ".join(SCENARIOS) + " (default: all)",
+        help="comma-separated scenarios: " + ", ".join(SCENARIOS) + " (default:"
+        " all but shared)",
     )
     what.add_argument(
         "--quick",
@@ -261,6 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[25, 50, 100, 300, 500, 1000],
         metavar="LIST",
         help="user counts for the presence scenario (25,50,100,300,500,1000)",
+    )
+    groups["load"].add_argument(
+        "--shared-users",
+        type=int_list,
+        default=[25, 100],
+        metavar="LIST",
+        help="shared scenario: user counts for the Redis hop (25,100)",
+    )
+    groups["load"].add_argument(
+        "--shared-capacity",
+        type=int_list,
+        default=[50, 100, 150, 200, 300, 400, 500],
+        metavar="LIST",
+        help="shared scenario: user counts tried for capacity, in turn, until"
+        " p99 > 50 ms or an update is lost (50,100,150,200,300,400,500)",
     )
     groups["load"].add_argument(
         "--keep-going",

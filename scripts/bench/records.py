@@ -116,6 +116,28 @@ class PresenceRecord(Record):
 
 
 @dataclass
+class SharedRecord(PresenceRecord):
+    """A run of the shared scenario: one room over several processes."""
+
+    processes: int | None = None
+    #: The next user's updates as each user sees them (--peer-offset 1).
+    peer_latency: JSON | None = None
+    peer_updates_measured: int | None = None
+    peer_updates_lost: int | None = None
+    peer_pairs: int | None = None
+    #: Pairs whose two users are on different processes.
+    peer_pairs_crossing: int | None = None
+    #: redis-server's CPU over the measured window.
+    redis_cpu_seconds: float | None = None
+    redis_cpu_cores: float | None = None
+    #: In the tables' median rows: the lowest and highest p99 of the repeats.
+    p99_range: str | None = None
+    #: The machine's 1-minute load average when the run started (os.getloadavg):
+    #: on a shared machine, what else was running.
+    machine_load: float | None = None
+
+
+@dataclass
 class JoinRecord(Record):
     connected: int | None = None
     connect_failed: int | None = None
@@ -146,6 +168,7 @@ KINDS: dict[str, type[Record]] = {
     "stall": PresenceRecord,
     "join": JoinRecord,
     "idle": IdleRecord,
+    "shared": SharedRecord,
 }
 
 

@@ -14,7 +14,7 @@ import argparse
 from typing import Protocol
 
 from ..context import Context
-from . import echo, handshake, idle, join, presence, stall
+from . import echo, handshake, idle, join, presence, shared, stall
 
 
 class Scenario(Protocol):
@@ -28,8 +28,13 @@ class Scenario(Protocol):
 
 
 SCENARIOS: dict[str, Scenario] = {
-    module.NAME: module for module in (handshake, echo, presence, join, stall, idle)
+    module.NAME: module
+    for module in (handshake, echo, presence, join, stall, idle, shared)
 }
+
+#: What runs without --scenarios: all but ``shared``, which needs redis-server
+#: and measures layouts of wspractice rather than servers side by side.
+DEFAULT_SCENARIOS = [name for name in SCENARIOS if name != shared.NAME]
 
 
 def planned_runs(args: argparse.Namespace, servers: int) -> int:
