@@ -416,3 +416,48 @@ def test_an_error_about_a_redis_url_never_shows_the_password() -> None:
         check_redis_url("redis://:hunter2@h:99999/0")
     assert "hunter2" not in str(error.value)
     assert "redis://:***@h:99999/0" in str(error.value)
+
+
+def healthz(process: Wspractice) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{process.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_healthz_reports_the_redis_link_degraded_while_redis_is_down(
+    workdir: Path, start_process: Start
+) -> None:
+    need_redis_server()
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    a = start_process("--redis", url, "--presence-timeout", PRESENCE_TIMEOUT)
+    status, body = healthz(a)
+    # Still serving its own users: up, but degraded.
+    assert (status, body["status"], body["redis"]["connected"]) == (
+        200,
+        "degraded",
+        False,
+    )
+    redis = RedisServer.__new__(RedisServer)
+    redis.port, redis.workdir, redis.process = port, workdir, None
+    redis.start()
+    try:
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while True:
+            status, body = healthz(a)
+            if body["redis"]["connected"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert (status, body["status"], body["redis"]["connected"]) == (
+            200,
+            "ok",
+            True,
+        )
+    finally:
+        redis.stop()
