@@ -100,6 +100,7 @@ class Connection:
         "_close_timeout",
         "_drained",
         "_watching",
+        "_in_batch",
         "_timer_at",
         "_timer_generation",
         "_finished",
@@ -141,6 +142,8 @@ class Connection:
         self._drained: threading.Condition | None = None
         #: The writer thread watches the socket for room.
         self._watching = False
+        #: The reader is handling a read's messages (see _handle_messages).
+        self._in_batch = False
         # The next timer call (see _schedule).
         self._timer_at: float | None = None
         self._timer_generation = 0
@@ -215,16 +218,30 @@ class Connection:
                 self.protocol.receive_eof(now)
 
     def _handle_messages(self) -> None:
-        """Step 3: each message to the endpoint, each answer to the socket."""
-        protocol, lock = self.protocol, self.lock
+        """Step 3: each message to the endpoint, then every answer to the socket.
+
+        The answers of one read (replies, pongs, close frames) leave together,
+        in order, in as few writes as the socket allows: while a batch runs,
+        :meth:`send_text` and :meth:`send_bytes` queue without writing.
+        """
+        protocol, lock, handle = self.protocol, self.lock, self.endpoint.handle_message
         while True:
             with lock:
                 message = protocol.next_message()
-                self._flush_locked()  # Pongs, close frames.
                 if message is None:
-                    self._schedule()
+                    self._in_batch = False
+                    self._flush_locked()
+                    if not protocol.open:
+                        self._schedule()  # The closing handshake's deadline.
                     return
-            self._call(self.endpoint.handle_message, self, message)
+                self._in_batch = True
+            try:
+                handle(self, message)
+            except CloseError as exc:
+                self.close(exc.code, exc.reason)
+            except Exception:
+                logger.exception("%r: error in handle_message", self)
+                self.close(CloseReason.INTERNAL_ERROR, "internal server error")
             self._gate.pause()  # A broadcast round waiting goes first.
 
     def _call(self, handler: Any, *args: Any) -> None:
@@ -253,14 +270,16 @@ class Connection:
         """Send a text message to this client alone; False once it is closing."""
         with self.lock:
             queued = self.protocol.send_text(text)
-            self._flush_locked()
+            if not self._in_batch:  # Else the batch's end writes it.
+                self._flush_locked()
         return queued
 
     def send_bytes(self, data: bytes) -> bool:
         """Send a binary message to this client alone; False once it is closing."""
         with self.lock:
             queued = self.protocol.send_bytes(data)
-            self._flush_locked()
+            if not self._in_batch:
+                self._flush_locked()
         return queued
 
     def send_broadcast(self, broadcast: Broadcast) -> None:
@@ -308,13 +327,16 @@ class Connection:
             except OSError as exc:
                 self._write_failed(exc)
                 return True
+            if sent == len(chunk):
+                protocol.data_sent(sent)
+                continue
+            # The socket is full: the writer thread writes the rest.
             protocol.data_sent(sent, time.monotonic())
-            if sent < len(chunk):
-                if not self._watching:
-                    self._watching = True
-                    self._writer.watch(self)
-                self._schedule()  # The send timeout.
-                return False
+            if not self._watching:
+                self._watching = True
+                self._writer.watch(self)
+            self._schedule()  # The send timeout.
+            return False
         return True
 
     def _write_failed(self, exc: OSError) -> None:

@@ -132,6 +132,7 @@ class Protocol:
         "_ping_sent_at",
         "_pings",
         "_close_deadline",
+        "_sendable",
     )
 
     def __init__(
@@ -188,6 +189,9 @@ class Protocol:
         self._ping_sent_at = 0.0
         self._pings = 0
         self._close_deadline: float | None = None
+        #: Messages may be sent: no close frame sent or received, not
+        #: aborted. (The hot paths read this instead of wsproto's state.)
+        self._sendable = True
 
     # ------------------------------------------------------------ state
 
@@ -242,7 +246,7 @@ class Protocol:
             if self.abort_reason is not None:
                 return None  # Dropped: nothing the client sent counts any more.
             if self._events is None:
-                if not self._feed():
+                if not (self._input or self._eof) or not self._feed():
                     return None
                 self._events = self.ws.events()
             event = next(self._events, None)
@@ -282,7 +286,7 @@ class Protocol:
 
     def _assemble(self, event: Message[Any]) -> str | bytes | None:
         """Add a frame's data to the message; the whole message once it ends."""
-        if not self.open:
+        if not self._sendable:
             return None  # We have sent a close frame: data is dropped (RFC 6455 1.4).
         data = event.data
         if isinstance(data, str) and not data.isascii():
@@ -328,12 +332,13 @@ class Protocol:
 
     def _handle_control(self, event: Event) -> None:
         if isinstance(event, Ping):
-            if self.open:
+            if self._sendable:
                 self._send_frame(self.ws.send(event.response()))
         elif isinstance(event, Pong):
             if event.payload == self._ping_payload:
                 self._ping_payload = None
         elif isinstance(event, CloseConnection):
+            self._sendable = False
             state = self.ws.state
             if state is ConnectionState.REMOTE_CLOSING:
                 # The client started the closing handshake: answer it.
@@ -356,14 +361,14 @@ class Protocol:
 
     def send_text(self, text: str) -> bool:
         """Queue a text message; False if the connection takes no more."""
-        if not self.open or self.abort_reason is not None:
+        if not self._sendable:
             return False
         self._send_frame(self.ws.send(TextMessage(data=text)))
         return True
 
     def send_bytes(self, data: bytes) -> bool:
         """Queue a binary message; False if the connection takes no more."""
-        if not self.open or self.abort_reason is not None:
+        if not self._sendable:
             return False
         self._send_frame(self.ws.send(BytesMessage(data=data)))
         return True
@@ -377,7 +382,7 @@ class Protocol:
         behind. A compressed connection frames the text itself when it is
         about to be sent.
         """
-        if broadcast.version <= self._broadcast_version or not self.open:
+        if broadcast.version <= self._broadcast_version or not self._sendable:
             return
         self._broadcast_version = broadcast.version
         waiting = self._broadcast
@@ -404,12 +409,14 @@ class Protocol:
         self._broadcast = None
         self.close_code = code
         self._send_frame(self.ws.send(CloseConnection(code=code, reason=reason)))
+        self._sendable = False
         self._close_deadline = now + self._options.close_timeout
 
     def abort(self, reason: str) -> None:
         """Give up on the connection: nothing more is sent or read."""
         if self.abort_reason is None:
             self.abort_reason = reason
+            self._sendable = False
             self._drop_outbox()
 
     def _send_frame(self, frame: bytes) -> None:
@@ -448,8 +455,12 @@ class Protocol:
         self._wire = memoryview(data)
         return self._wire
 
-    def data_sent(self, size: int, now: float) -> None:
-        """``size`` bytes of :meth:`data_to_send` went out at ``now``."""
+    def data_sent(self, size: int, now: float | None = None) -> None:
+        """``size`` bytes of :meth:`data_to_send` went out.
+
+        ``now`` is needed when the socket took less than it was offered: the
+        send timeout counts from it.
+        """
         wire = self._wire
         if wire is None:
             return
@@ -459,6 +470,8 @@ class Protocol:
             self._wire = None
             self._stalled_since = None
             return
+        if now is None:
+            raise ValueError("a partial write needs the time")
         self._wire = wire[size:]
         if size or self._stalled_since is None:
             # The socket is full: measure how long it takes nothing.
