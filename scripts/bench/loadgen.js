@@ -7,6 +7,10 @@
 // Scenarios:
 //   presence   N users, each sends its state R times a second and reads every
 //              snapshot; broadcast latency, lost updates, snapshots/s, bytes/s
+//   room       N users of which M move, on full maps or wspractice-delta
+//              (changes only); the presence figures by kind of client, what
+//              each mover sees of the others, and at the end whether every
+//              client holds the server's map (see "room" below)
 //   echo       N clients on /echo, each with W messages of B bytes in flight;
 //              messages/s and round trip
 //   handshake  C loops that open a WebSocket, wait for it, close it, repeat;
@@ -364,12 +368,8 @@ class PresenceWorker {
     const period = 1000 / cfg.rate
     this.winStart = t0 + cfg.warmup * 1000
     this.winEnd = this.winStart + cfg.duration * 1000
-    if (cfg.rate > 0 && this.clients.length) {
-      // Client i sends at t0 + offset_i + k * period, offsets spread evenly
-      // over one period across all users (of every worker).
-      const order = this.clients
-        .map((c) => ({ c, offset: (c.index / cfg.users) * period }))
-        .sort((a, b) => a.offset - b.offset)
+    const order = this.schedule(period).sort((a, b) => a.offset - b.offset)
+    if (cfg.rate > 0 && order.length) {
       let k = 0 // which period
       let j = 0 // next client in `order`
       await sleep(Math.max(0, t0 - now()))
@@ -401,7 +401,21 @@ class PresenceWorker {
     }
     // Grace: wait for every measured update to show up, or give up.
     const deadline = this.winEnd + cfg.grace * 1000
-    while (now() < deadline && this.clients.some((c) => c.open && c.lost > 0)) await sleep(20)
+    while (now() < deadline && this.waiting()) await sleep(20)
+  }
+
+  /**
+   * The clients that send and when: client i sends at t0 + offset_i + k *
+   * period, offsets spread evenly over one period across all users (of
+   * every worker).
+   */
+  schedule (period) {
+    return this.clients.map((c) => ({ c, offset: (c.index / this.cfg.users) * period }))
+  }
+
+  /** In the grace period: whether some measured update has not shown up yet. */
+  waiting () {
+    return this.clients.some((c) => c.open && c.lost > 0)
   }
 
   result () {
@@ -644,11 +658,694 @@ class IdleWorker {
   }
 }
 
+// ------------------------------------------------------------------ room: full maps and changes only
+
+// A room of N users of which M move (--movers; the others connect and stay
+// idle). Each client speaks either the tutorial's format (the whole map
+// after every change) or wspractice-delta (RFC 6455 subprotocol: the map
+// once, as {"you": uuid, "users": map}, then per round only
+// {"joined": ..., "updated": ..., "left": [...]}); --delta-movers and
+// --delta-idle say how many of the movers and of the idle users speak delta,
+// spread evenly over the room.
+//
+// Latency has the presence scenario's definition. A delta client keeps the
+// map it is building (it applies every message in order), and an update's
+// latency is the time until the first message after which that applied map
+// carries the update's sequence number or a later one. Each mover also
+// watches up to --watch other movers of its own worker process: the time
+// until it sees their updates, and how many of those it never saw.
+//
+// At the end, after the grace period, one more delta client (the observer)
+// joins and takes the server's whole map from its first message. Every delta
+// client must then hold exactly that map once it has applied the observer's
+// join, and every full-map client's last message must be that map, byte for
+// byte (map mismatches, and clients that had not caught up within
+// --verify-wait seconds).
+//
+// A round sends the same bytes to every client of a kind, so the delta
+// clients of a worker share one book: a number for each uuid and each
+// distinct state, and the messages already parsed. A message equal byte for
+// byte to one parsed before is not parsed again; the generator's cost then
+// grows with what changed, not with the number of clients.
+
+const DELTA_PROTOCOL = 'wspractice-delta'
+const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+const NO_OPS = []
+// {"you":"<36 characters>","users": comes before the map in a welcome.
+const WELCOME_HEAD = 54
+
+const isObject = (x) => x !== null && typeof x === 'object' && !Array.isArray(x)
+
+/**
+ * `k` of the indices 0..n-1, spread evenly: whether i is one of them.
+ * Exactly k indices are; floor(i * k / n) is i's rank among them.
+ */
+function picked (i, n, k) {
+  return Math.floor(((i + 1) * k) / n) > Math.floor((i * k) / n)
+}
+
+/** If the message is {"you":"<uuid>","users":MAP}: [uuid, MAP's bytes]. */
+function splitWelcome (data) {
+  const n = data.length
+  if (n > WELCOME_HEAD + 1 &&
+      data.toString('latin1', 0, 8) === '{"you":"' &&
+      data.toString('latin1', 44, WELCOME_HEAD) === '","users":' &&
+      data[n - 1] === 0x7d) {
+    return [data.toString('latin1', 8, 44), data.subarray(WELCOME_HEAD, n - 1)]
+  }
+  return null
+}
+
+/** What a worker's delta clients share: numbered users and states, parsed messages. */
+class RoomBook {
+  constructor () {
+    this.ids = new Map() // uuid -> user number
+    this.uuids = []
+    this.names = []
+    this.byName = new Map() // username -> user number (the latest)
+    this.stateIds = new Map() // state as JSON text -> state number
+    this.stateSeqs = [] // state number -> its "s" (0 if it has none)
+    this.deltas = new Map() // message length -> { buf, ops }
+    this.welcomes = new Map() // map length -> { buf, users }
+  }
+
+  user (uuid, username) {
+    if (typeof uuid !== 'string' || !UUID4.test(uuid)) {
+      throw new Error(`not a uuid4: ${String(uuid).slice(0, 60)}`)
+    }
+    let id = this.ids.get(uuid)
+    if (id === undefined) {
+      id = this.uuids.length
+      this.ids.set(uuid, id)
+      this.uuids.push(uuid)
+      this.names.push(undefined)
+    }
+    if (username !== undefined) {
+      const known = this.names[id]
+      if (known === undefined) {
+        this.names[id] = username
+        this.byName.set(username, id)
+      } else if (known !== username) {
+        throw new Error(`${uuid} changed its username from ${known} to ${username}`)
+      }
+    }
+    return id
+  }
+
+  state (value) {
+    const text = JSON.stringify(value)
+    let sid = this.stateIds.get(text)
+    if (sid === undefined) {
+      sid = this.stateSeqs.length
+      this.stateIds.set(text, sid)
+      this.stateSeqs.push(isObject(value) && Number.isInteger(value.s) ? value.s : 0)
+    }
+    return sid
+  }
+
+  /** {uuid: {username, state}} as [user, state, user, state, ...]. */
+  entries (users, what) {
+    if (!isObject(users)) throw new Error(`"${what}" is not an object`)
+    const flat = []
+    for (const uuid in users) {
+      const u = users[uuid]
+      if (!isObject(u) || typeof u.username !== 'string' || !('state' in u) ||
+          Object.keys(u).length !== 2) {
+        throw new Error(`a bad entry in "${what}": ${JSON.stringify(u).slice(0, 80)}`)
+      }
+      flat.push(this.user(uuid, u.username), this.state(u.state))
+    }
+    return flat
+  }
+
+  /** A delta message's operations, parsed once per distinct message. */
+  delta (data) {
+    const hit = this.deltas.get(data.length)
+    if (hit && hit.buf.equals(data)) return hit.ops
+    let ops
+    try {
+      ops = this.parseDelta(JSON.parse(data.toString()))
+    } catch (err) {
+      ops = { bad: `a bad delta: ${err.message}` }
+    }
+    if (this.deltas.size >= 64) this.deltas.clear()
+    this.deltas.set(data.length, { buf: data, ops })
+    return ops
+  }
+
+  parseDelta (m) {
+    if (!isObject(m)) throw new Error('not an object')
+    const keys = Object.keys(m)
+    if (!keys.length) throw new Error('an empty message')
+    for (const k of keys) {
+      if (k !== 'joined' && k !== 'updated' && k !== 'left') throw new Error(`an unknown part "${k}"`)
+    }
+    const ops = { joined: NO_OPS, updated: NO_OPS, left: NO_OPS, bad: null }
+    if ('joined' in m) ops.joined = this.entries(m.joined, 'joined')
+    if ('updated' in m) {
+      if (!isObject(m.updated)) throw new Error('"updated" is not an object')
+      const flat = []
+      for (const uuid in m.updated) flat.push(this.user(uuid), this.state(m.updated[uuid]))
+      ops.updated = flat
+    }
+    if ('left' in m) {
+      if (!Array.isArray(m.left)) throw new Error('"left" is not a list')
+      ops.left = m.left.map((uuid) => this.user(uuid))
+    }
+    for (const k of keys) {
+      if (!ops[k].length) throw new Error(`an empty "${k}" was sent`)
+    }
+    return ops
+  }
+
+  /** A welcome: { you, users: [user, state, ...] }; its map parsed once per round. */
+  welcome (data) {
+    try {
+      const split = splitWelcome(data)
+      if (split === null) {
+        const m = JSON.parse(data.toString())
+        if (!isObject(m) || Object.keys(m).sort().join() !== 'users,you') {
+          throw new Error(`not {"you", "users"}: ${data.toString().slice(0, 80)}`)
+        }
+        const users = this.entries(m.users, 'users')
+        return { you: this.user(m.you), users, bad: null }
+      }
+      const [you, map] = split
+      const hit = this.welcomes.get(map.length)
+      let users
+      if (hit && hit.buf.equals(map)) {
+        users = hit.users
+      } else {
+        users = this.entries(JSON.parse(map.toString()), 'users')
+        if (this.welcomes.size >= 64) this.welcomes.clear()
+        this.welcomes.set(map.length, { buf: map, users })
+      }
+      return { you: this.user(you), users, bad: null }
+    } catch (err) {
+      return { bad: `a bad first message: ${err.message}` }
+    }
+  }
+}
+
+/** Record the latencies of `other`'s updates (seen..seq] into `hist`. */
+function recordSeen (hist, other, seen, seq, t) {
+  const from = Math.max(seen + 1, other.firstMeasured)
+  const to = Math.min(seq, other.lastMeasured)
+  for (let s = from; s <= to; s++) hist.record(t - other.sentAt[s])
+}
+
+/** Updates of the movers it watches that a mover never saw. */
+function othersLost (c) {
+  let lost = 0
+  for (const wd of c.watched) {
+    const o = wd.c
+    if (o.lastMeasured >= o.firstMeasured && o.firstMeasured > 0) {
+      lost += Math.max(0, o.lastMeasured - Math.max(wd.seen, o.firstMeasured - 1))
+    }
+  }
+  return lost
+}
+
+/** A client on wspractice-delta: it applies what it is sent to its own map. */
+class DeltaClient extends PresenceClient {
+  constructor (worker, index, cfg) {
+    super(worker, index, cfg)
+    this.delta = true
+    this.myId = -1
+    this.map = null // Int32Array: user number -> state number, -1 if absent
+    this.size = 0 // entries in the map
+    this.broken = null // the first thing wrong with what it was sent
+  }
+
+  connect (url) {
+    const ws = new WebSocket(`${url}/?username=${this.name}`, [DELTA_PROTOCOL], wsOptions(this.worker.cfg))
+    this.ws = ws
+    ws.on('open', () => {
+      this.open = true
+      if (ws.protocol !== DELTA_PROTOCOL) this.fail(`the server selected "${ws.protocol}"`)
+    })
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary))
+    ws.on('error', (err) => this.worker.errors.add(`client: ${err.message || err.code}`))
+    ws.on('close', (code) => {
+      if (this.open && !this.worker.closing) {
+        this.worker.errors.add(`server closed a client with ${code}`)
+        this.worker.disconnects += 1
+      }
+      this.open = false
+    })
+    return ws
+  }
+
+  fail (why) {
+    if (this.broken) return
+    this.broken = why
+    this.worker.delta.broken += 1
+    this.worker.errors.add(`delta: ${why}`)
+  }
+
+  onMessage (data, isBinary) {
+    const w = this.worker
+    const t = now()
+    if (t >= w.winStart && t < w.winEnd) {
+      w.delta.messages += 1
+      w.delta.bytes += data.length
+      this.windowMessages += 1
+    }
+    w.delta.messagesTotal += 1
+    if (this.broken) return
+    if (isBinary) return this.fail('a binary message')
+    if (data.length > 9 && data[2] === 0x65 && data.indexOf('{"error"') === 0) {
+      w.errors.add(`error reply: ${data.toString().slice(0, 120)}`)
+      return
+    }
+    if (this.map === null) {
+      const ops = w.book.welcome(data)
+      if (ops.bad) return this.fail(ops.bad)
+      this.welcome(ops)
+    } else {
+      const ops = w.book.delta(data)
+      if (ops.bad) return this.fail(ops.bad)
+      this.apply(ops)
+    }
+    if (this.broken) return
+    if (this.seq > 0) this.checkOwn(t)
+    if (this.watched.length) this.checkOthers(t)
+  }
+
+  welcome (ops) {
+    const book = this.worker.book
+    this.map = new Int32Array(Math.max(book.uuids.length, this.worker.cfg.clients + 64)).fill(-1)
+    const u = ops.users
+    for (let i = 0; i < u.length; i += 2) this.map[u[i]] = u[i + 1]
+    this.size = u.length / 2
+    this.myId = ops.you
+    this.uuid = book.uuids[ops.you]
+    if (this.map[this.myId] === -1) this.fail('the first map lacks the client itself')
+    else if (book.names[this.myId] !== this.name) this.fail('"you" names another user')
+  }
+
+  apply (ops) {
+    const book = this.worker.book
+    if (this.map.length < book.uuids.length) {
+      const bigger = new Int32Array(2 * book.uuids.length).fill(-1)
+      bigger.set(this.map)
+      this.map = bigger
+    }
+    const map = this.map
+    const j = ops.joined
+    for (let i = 0; i < j.length; i += 2) {
+      if (map[j[i]] !== -1) return this.fail('a user joined who was in the map already')
+      map[j[i]] = j[i + 1]
+      this.size += 1
+    }
+    const u = ops.updated
+    for (let i = 0; i < u.length; i += 2) {
+      const old = map[u[i]]
+      if (old === -1) return this.fail('an update for a user not in the map')
+      if (book.stateSeqs[u[i + 1]] < book.stateSeqs[old]) this.worker.delta.stale += 1
+      map[u[i]] = u[i + 1]
+    }
+    for (const id of ops.left) {
+      if (map[id] === -1) return this.fail('a user left who was not in the map')
+      if (id === this.myId) return this.fail('the client itself left its map')
+      map[id] = -1
+      this.size -= 1
+    }
+  }
+
+  /** Its own updates, as its applied map now carries them. */
+  checkOwn (t) {
+    const w = this.worker
+    const seq = w.book.stateSeqs[this.map[this.myId]]
+    if (seq <= this.acked) return
+    if (seq > this.seq) {
+      w.errors.add('a delta carries a sequence number that was never sent')
+      return
+    }
+    recordSeen(w.delta.latency, this, this.acked, seq, t)
+    this.acked = seq
+  }
+
+  /** The movers it watches, as its applied map now carries them. */
+  checkOthers (t) {
+    const book = this.worker.book
+    for (const wd of this.watched) {
+      if (wd.id < 0) {
+        const id = book.byName.get(wd.c.name)
+        if (id === undefined) continue
+        wd.id = id
+      }
+      const sid = wd.id < this.map.length ? this.map[wd.id] : -1
+      if (sid === -1) continue
+      const seq = book.stateSeqs[sid]
+      if (seq > wd.seen) {
+        recordSeen(this.worker.delta.others, wd.c, wd.seen, seq, t)
+        wd.seen = seq
+      }
+    }
+  }
+
+  /** Whether its map is exactly `want` (user number -> state number, `size` entries). */
+  holds (want, size) {
+    if (this.size !== size) return false
+    const map = this.map
+    for (let id = 0; id < want.length; id++) {
+      if (want[id] !== -1 && (id >= map.length || map[id] !== want[id])) return false
+    }
+    return true
+  }
+}
+
+/** A full-map client that moves: the presence client, watching other movers too. */
+class FullMover extends PresenceClient {
+  onMessage (data, isBinary) {
+    const w = this.worker
+    const t = now()
+    if (t >= w.winStart && t < w.winEnd) this.windowMessages += 1
+    super.onMessage(data, isBinary)
+    if (isBinary) return
+    if (w.verifying) this.last = w.keep(data)
+    for (const wd of this.watched) {
+      const needle = wd.c.needle
+      let p = data.indexOf(needle, wd.hint > 4096 ? wd.hint - 4096 : 0)
+      if (p < 0 && wd.hint > 4096) p = data.indexOf(needle)
+      if (p < 0) continue
+      wd.hint = p
+      let i = p + needle.length
+      let seq = 0
+      for (let c = data[i]; c >= 0x30 && c <= 0x39; c = data[++i]) seq = seq * 10 + (c - 0x30)
+      if (seq > wd.seen) {
+        recordSeen(w.fullOthers, wd.c, wd.seen, seq, t)
+        wd.seen = seq
+      }
+    }
+  }
+}
+
+/** A full-map client that stays still: it counts what it receives. */
+class FullIdler extends PresenceClient {
+  onMessage (data, isBinary) {
+    const w = this.worker
+    const t = now()
+    if (t >= w.winStart && t < w.winEnd) {
+      w.snapshots += 1
+      w.bytes += data.length
+      this.windowMessages += 1
+    }
+    w.snapshotsTotal += 1
+    if (isBinary) w.errors.add('binary message from the server')
+    else if (w.verifying) this.last = w.keep(data)
+  }
+}
+
+class RoomWorker extends PresenceWorker {
+  constructor (cfg, from, to) {
+    super(cfg, 0, 0)
+    const n = cfg.clients
+    const movers = cfg.movers < 0 ? n : Math.min(cfg.movers, n)
+    this.movers = movers
+    this.book = new RoomBook()
+    // The full-map clients' figures are the presence worker's own (latency,
+    // snapshots, bytes, stale); the delta clients' are these.
+    this.delta = {
+      latency: new Histogram(),
+      others: new Histogram(),
+      messages: 0,
+      bytes: 0,
+      messagesTotal: 0,
+      stale: 0,
+      broken: 0
+    }
+    this.fullOthers = new Histogram()
+    this.verifying = false
+    this.kept = [] // distinct messages kept while verifying
+    for (let i = from; i < to; i++) {
+      const moves = picked(i, n, movers)
+      let delta
+      if (moves) {
+        delta = picked(Math.floor((i * movers) / n), movers, cfg.deltaMovers)
+      } else {
+        const rank = i - Math.floor(((i + 1) * movers) / n)
+        delta = picked(rank, n - movers, cfg.deltaIdle)
+      }
+      const Kind = delta ? DeltaClient : moves ? FullMover : FullIdler
+      const c = new Kind(this, i, cfg)
+      c.delta = delta
+      c.moves = moves
+      c.rank = Math.floor((i * movers) / n)
+      c.windowMessages = 0
+      c.watched = []
+      c.last = null
+      this.clients.push(c)
+    }
+    // Each mover watches the next --watch movers of this worker, round the ring.
+    const ring = this.clients.filter((c) => c.moves)
+    const watch = Math.min(cfg.watch, ring.length - 1)
+    ring.forEach((c, k) => {
+      for (let d = 1; d <= watch; d++) {
+        c.watched.push({ c: ring[(k + d) % ring.length], seen: 0, hint: 0, id: -1 })
+      }
+    })
+  }
+
+  schedule (period) {
+    return this.clients
+      .filter((c) => c.moves)
+      .map((c) => ({ c, offset: (c.rank / this.movers) * period }))
+  }
+
+  waiting () {
+    return this.clients.some((c) => c.open && (c.lost > 0 || (c.watched.length && othersLost(c) > 0)))
+  }
+
+  async run (t0) {
+    await super.run(t0)
+    this.verifying = true // From now on full-map clients keep their last message.
+  }
+
+  /** The same bytes as a message kept before, or this one (kept if few are). */
+  keep (data) {
+    for (const b of this.kept) if (b.length === data.length && b.equals(data)) return b
+    if (this.kept.length < 16) this.kept.push(data)
+    return data
+  }
+
+  tally (delta) {
+    const t = {
+      clients: 0,
+      movers: 0,
+      updates_measured: 0,
+      updates_lost: 0,
+      others_measured: 0,
+      others_lost: 0,
+      most_messages: 0
+    }
+    for (const c of this.clients) {
+      if (c.delta !== delta) continue
+      t.clients += 1
+      t.most_messages = Math.max(t.most_messages, c.windowMessages)
+      if (!c.moves) continue
+      t.movers += 1
+      if (c.lastMeasured >= c.firstMeasured && c.firstMeasured > 0) {
+        t.updates_measured += c.lastMeasured - c.firstMeasured + 1
+      }
+      t.updates_lost += c.lost
+      for (const wd of c.watched) {
+        const o = wd.c
+        if (o.lastMeasured >= o.firstMeasured && o.firstMeasured > 0) {
+          t.others_measured += o.lastMeasured - o.firstMeasured + 1
+        }
+      }
+      t.others_lost += othersLost(c)
+    }
+    const k = delta
+      ? this.delta
+      : { latency: this.latency, others: this.fullOthers, messages: this.snapshots, bytes: this.bytes, stale: this.stale, broken: 0 }
+    return Object.assign(t, {
+      latency: k.latency.toJSON(),
+      others_latency: k.others.toJSON(),
+      messages: k.messages,
+      bytes: k.bytes,
+      stale: k.stale,
+      broken: k.broken
+    })
+  }
+
+  result () {
+    const out = super.result()
+    const all = new Histogram()
+    all.add(this.latency.toJSON())
+    all.add(this.delta.latency.toJSON())
+    out.latency = all.toJSON()
+    out.snapshots += this.delta.messages
+    out.bytes += this.delta.bytes
+    out.snapshots_total += this.delta.messagesTotal
+    out.stale_snapshots += this.delta.stale
+    out.room = { full: this.tally(false), delta: this.tally(true) }
+    return out
+  }
+
+  /**
+   * After the run: the server's map as the observer got it (`msg.users`, its
+   * JSON text, and `msg.you`, the observer's uuid). Wait until every client
+   * has caught up with the observer's join, at most `msg.wait` seconds, and
+   * compare.
+   */
+  async verify (msg) {
+    const book = this.book
+    const out = {
+      delta_checked: 0,
+      delta_mismatches: 0,
+      delta_unconverged: 0,
+      full_checked: 0,
+      full_mismatches: 0,
+      full_unconverged: 0,
+      closed: 0
+    }
+    let expected
+    let observer
+    try {
+      expected = book.entries(JSON.parse(msg.users), "the server's map")
+      observer = book.user(msg.you)
+    } catch (err) {
+      out.error = err.message
+      return out
+    }
+    const want = new Int32Array(book.uuids.length).fill(-1)
+    for (let i = 0; i < expected.length; i += 2) want[expected[i]] = expected[i + 1]
+    const size = expected.length / 2
+    const text = Buffer.from(msg.users)
+    const verdicts = new Map() // kept message -> whether it is the server's map
+    const pending = new Set(this.clients)
+    const deadline = now() + msg.wait * 1000
+    for (;;) {
+      for (const c of pending) {
+        if (!c.open) {
+          out.closed += 1
+          pending.delete(c)
+        } else if (c.delta) {
+          if (!c.broken && (c.map === null || observer >= c.map.length || c.map[observer] === -1)) continue
+          pending.delete(c)
+          out.delta_checked += 1
+          if (c.broken || !c.holds(want, size)) {
+            out.delta_mismatches += 1
+            if (!c.broken) this.errors.add(`delta: after the observer joined, a map of ${c.size} entries against the server's ${size}, or other states`)
+          }
+        } else if (c.last !== null) {
+          if (!verdicts.has(c.last)) verdicts.set(c.last, c.last.equals(text))
+          if (verdicts.get(c.last)) {
+            pending.delete(c)
+            out.full_checked += 1
+          }
+        }
+      }
+      if (!pending.size || now() > deadline) break
+      await sleep(20)
+    }
+    for (const c of pending) {
+      if (c.delta) {
+        out.delta_checked += 1
+        out.delta_unconverged += 1
+      } else {
+        out.full_checked += 1
+        out.full_unconverged += 1
+      }
+    }
+    this.verifying = false
+    this.kept = []
+    return out
+  }
+}
+
+/**
+ * The observer: one more delta client, whose first message is the server's
+ * whole map. Resolves { ws, you, users } (users: the map's JSON text, the
+ * same bytes a full-map client gets) or { error }.
+ */
+function observe (cfg) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`${cfg.url}/?username=observer`, [DELTA_PROTOCOL], wsOptions(cfg))
+    let settled = false
+    const finish = (r) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      if (r.error) ws.terminate()
+      resolve(r)
+    }
+    const timer = setTimeout(
+      () => finish({ error: 'the observer got no first message in time' }),
+      (cfg.connectTimeout + cfg.verifyWait) * 1000
+    )
+    ws.once('message', (data) => {
+      const split = splitWelcome(data)
+      if (split === null) {
+        finish({ error: `the observer's first message: ${data.toString().slice(0, 100)}` })
+      } else {
+        finish({ ws, you: split[0], users: split[1].toString() })
+      }
+    })
+    ws.once('error', (err) => finish({ error: `observer: ${err.message || err.code}` }))
+    ws.once('close', (code) => finish({ error: `the observer was closed with ${code}` }))
+  })
+}
+
+/** After a room run: the observer joins, every worker compares its clients' maps. */
+async function verifyRoom (cfg, children) {
+  const seen = await observe(cfg)
+  if (seen.error) return { verify: { error: seen.error } }
+  try {
+    for (const child of children) {
+      child.send({ type: 'verify', you: seen.you, users: seen.users, wait: cfg.verifyWait })
+    }
+    const answers = await gather(children, 'verified', (cfg.verifyWait + 30) * 1000)
+    const verify = { server_map_entries: Object.keys(JSON.parse(seen.users)).length }
+    for (const a of answers) {
+      for (const [k, v] of Object.entries(a.result)) {
+        if (typeof v === 'number') verify[k] = (verify[k] || 0) + v
+        else if (v) verify.error = v
+      }
+    }
+    return { verify }
+  } finally {
+    seen.ws.terminate()
+  }
+}
+
+/** The room's figures by kind of client, summed over the workers. */
+function mergeRoom (done) {
+  const room = {}
+  for (const kind of ['full', 'delta']) {
+    const parts = done.map((d) => d.result.room[kind])
+    const latency = new Histogram()
+    const others = new Histogram()
+    const merged = {}
+    for (const p of parts) {
+      latency.add(p.latency)
+      others.add(p.others_latency)
+      for (const [k, v] of Object.entries(p)) {
+        if (typeof v !== 'number') continue
+        merged[k] = k === 'most_messages' ? Math.max(merged[k] || 0, v) : (merged[k] || 0) + v
+      }
+    }
+    merged.latency = latency.summary()
+    merged.others_latency = others.summary()
+    room[kind] = merged
+  }
+  return room
+}
+
 const WORKERS = {
   presence: PresenceWorker,
   echo: EchoWorker,
   handshake: HandshakeWorker,
-  idle: IdleWorker
+  idle: IdleWorker,
+  room: RoomWorker
+}
+
+/** What runs after a scenario's run, before its workers close (see room). */
+const FINISH = {
+  room: verifyRoom
 }
 
 // ------------------------------------------------------------------ worker process
@@ -723,6 +1420,8 @@ function workerMain (port) {
           loop_delay_p99_ms: loopDelay ? lateBy(loopDelay.percentile(99)) : null,
           loop_delay_max_ms: loopDelay ? lateBy(loopDelay.max) : null
         })
+      } else if (msg.type === 'verify') {
+        port.send({ type: 'verified', result: await worker.verify(msg) })
       } else if (msg.type === 'close') {
         if (worker) worker.close()
         port.exit()
@@ -764,7 +1463,7 @@ function inProcessWorker () {
 
 const HELP = `usage: node loadgen.js SCENARIO --url ws://HOST:PORT [options]
 
-SCENARIO is presence, echo, handshake or idle.
+SCENARIO is presence, room, echo, handshake or idle.
 
 options (defaults in brackets):
   --url URL               server base URL, without a path [ws://127.0.0.1:8000]
@@ -776,6 +1475,12 @@ options (defaults in brackets):
   --path PATH             handshake and idle: the URL path [/echo]
   --warmup SECONDS        run before measuring [2]
   --duration SECONDS      how long to measure [10]
+  --movers N              room: how many of the users move (-1: all) [-1]
+  --delta-movers N        room: how many movers speak wspractice-delta [0]
+  --delta-idle N          room: how many idle users speak wspractice-delta [0]
+  --watch N               room: other movers each mover watches [20]
+  --verify-wait SECONDS   room: how long clients may take to catch up with
+                          the observer's join at the end [30]
   --grace SECONDS         after the run, wait this long for late snapshots [5]
   --workers N             generator processes [1]
   --concurrency N         connections opened at once [100]
@@ -799,7 +1504,12 @@ function parseArgs (argv) {
     workers: 1,
     concurrency: 100,
     connectTimeout: 10,
-    connectDeadline: 60
+    connectDeadline: 60,
+    movers: -1,
+    deltaMovers: 0,
+    deltaIdle: 0,
+    watch: 20,
+    verifyWait: 30
   }
   const names = {
     '--url': 'url',
@@ -814,7 +1524,12 @@ function parseArgs (argv) {
     '--workers': 'workers',
     '--concurrency': 'concurrency',
     '--connect-timeout': 'connectTimeout',
-    '--connect-deadline': 'connectDeadline'
+    '--connect-deadline': 'connectDeadline',
+    '--movers': 'movers',
+    '--delta-movers': 'deltaMovers',
+    '--delta-idle': 'deltaIdle',
+    '--watch': 'watch',
+    '--verify-wait': 'verifyWait'
   }
   for (let i = 1; i < argv.length; i += 2) {
     const key = names[argv[i]]
@@ -940,9 +1655,12 @@ async function coordinatorMain (argv) {
     clearTimeout(startTimer)
     clearTimeout(endTimer)
     mark(2)
+    const finish = FINISH[cfg.scenario]
+    const more = finish ? await finish(cfg, children) : {}
     for (const child of children) child.send({ type: 'close' })
 
     const result = mergeResults(cfg, done)
+    Object.assign(result, more)
     result.connect = connectEvent
     emit({ event: 'result', ...result })
     await Promise.race([
@@ -988,7 +1706,7 @@ function mergeResults (cfg, done) {
     errors: errors.counts,
     error_count: errors.total()
   }
-  if (cfg.scenario === 'presence') {
+  if (cfg.scenario === 'presence' || cfg.scenario === 'room') {
     const uuids = new Set()
     let learned = 0
     for (const d of done) {
@@ -1012,6 +1730,7 @@ function mergeResults (cfg, done) {
       uuids_distinct: uuids.size
     })
     out.generator.send_lag = sendLag.summary()
+    if (cfg.scenario === 'room') out.room = mergeRoom(done)
   } else if (cfg.scenario === 'echo') {
     Object.assign(out, {
       rtt: hist('rtt').summary(),
