@@ -17,7 +17,7 @@ from .context import Context, say
 from .machine import git_commit, machine_info, versions
 from .records import JSON
 from .report import report_again, write_report
-from .scenarios import SCENARIOS, planned_runs
+from .scenarios import DEFAULT, OPTIONAL, SCENARIOS, planned_runs
 from .servers import (
     PEER_NAMES,
     ROOT,
@@ -45,6 +45,10 @@ QUICK: dict[str, object] = {
     "idle_connections": 50,
     "idle_settle": 0.2,
     "settle": 0.1,
+    "room_sizes": [30],
+    "room_movers": 4,
+    "room_grace": 2.0,
+    "verify_wait": 5.0,
 }
 
 VARIANT_HELP = """\
@@ -166,6 +170,40 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         " server's RSS",
     ),
     (
+        "room",
+        "--room-movers",
+        int,
+        20,
+        "N",
+        "users who move in each big room; the others stay idle",
+    ),
+    (
+        "room",
+        "--room-grace",
+        float,
+        30.0,
+        "SECONDS",
+        "big room: how long to wait for late updates before counting them"
+        " lost (full-map clients of a big room may take long)",
+    ),
+    (
+        "room",
+        "--watch",
+        int,
+        20,
+        "N",
+        "big room: other movers whose updates each mover watches",
+    ),
+    (
+        "room",
+        "--verify-wait",
+        float,
+        30.0,
+        "SECONDS",
+        "wspractice-delta and big room runs: how long every client may take,"
+        " after the run, to catch up with the server's map",
+    ),
+    (
         "run",
         "--max-server-rss",
         int,
@@ -214,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     groups = {
         "load": parser.add_argument_group("presence load"),
         "other": parser.add_argument_group("other scenarios"),
+        "room": parser.add_argument_group(
+            "big room (--scenarios bigroom) and wspractice-delta"
+        ),
         "run": parser.add_argument_group("servers and output"),
     }
     what.add_argument(
@@ -228,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--scenarios",
         type=csv_list(list(SCENARIOS)),
-        default=list(SCENARIOS),
+        default=list(DEFAULT),
         metavar="LIST",
-        help="comma-separated scenarios: " + ", ".join(SCENARIOS) + " (default: all)",
+        help="comma-separated scenarios: "
+        + ", ".join(SCENARIOS)
+        + f" (default: all but {', '.join(OPTIONAL)})",
     )
     what.add_argument(
         "--quick",
@@ -263,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="user counts for the presence scenario (25,50,100,300,500,1000)",
     )
     groups["load"].add_argument(
+        "--protocols",
+        type=csv_list(["full", "delta"]),
+        default=["full"],
+        metavar="LIST",
+        help="presence: the clients' formats, each a run per size and server:"
+        " full (the tutorial's whole map) and delta (every client on the"
+        " wspractice-delta subprotocol; wspractice only) (full)",
+    )
+    groups["load"].add_argument(
         "--keep-going",
         action="store_true",
         help="run bigger user counts even for a server that collapsed on a smaller one",
@@ -273,6 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="/echo",
         help="path of the idle connections; a presence path such as / adds a"
         " username per connection (/echo: no join broadcasts)",
+    )
+    groups["room"].add_argument(
+        "--room-sizes",
+        type=int_list,
+        default=[500, 2000, 5000],
+        metavar="LIST",
+        help="connections in each big room (500,2000,5000)",
+    )
+    groups["room"].add_argument(
+        "--room-modes",
+        type=csv_list(["full", "delta", "mixed"]),
+        default=["full", "delta", "mixed"],
+        metavar="LIST",
+        help="big room: every client on full maps, every client on"
+        " wspractice-delta, or half of each (full,delta,mixed)",
     )
     for group, flag, kind, default, metavar, text in NUMBERS:
         groups[group].add_argument(
@@ -364,9 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     except BadOption as exc:
         parser.error(str(exc))
     chosen = [specs[name] for name in args.servers]
-    plot = "presence" in args.scenarios and not args.no_plot
+    plot = bool({"presence", "bigroom"} & set(args.scenarios)) and not args.no_plot
     node = needs.check(chosen, plot)
     biggest = max(args.idle_connections, args.join_users, max(args.users))
+    if "bigroom" in args.scenarios:
+        biggest = max(biggest, max(args.room_sizes) + 1)
     needs.raise_open_files(2 * biggest + 1024)
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -675,12 +675,13 @@ class IdleWorker {
 // watches up to --watch other movers of its own worker process: the time
 // until it sees their updates, and how many of those it never saw.
 //
-// At the end, after the grace period, one more delta client (the observer)
-// joins and takes the server's whole map from its first message. Every delta
-// client must then hold exactly that map once it has applied the observer's
-// join, and every full-map client's last message must be that map, byte for
-// byte (map mismatches, and clients that had not caught up within
-// --verify-wait seconds).
+// At the end, after the grace period, one more client (the observer, on
+// full maps, so that it works with any server) joins, sets its state once
+// and takes the server's whole map from the first message that carries that
+// state. Every delta client must then hold exactly that map once its own map
+// carries the observer's state, and every full-map client's last message
+// must be that map, byte for byte (map mismatches, and clients that had not
+// caught up within --verify-wait seconds).
 //
 // A round sends the same bytes to every client of a kind, so the delta
 // clients of a worker share one book: a number for each uuid and each
@@ -1198,15 +1199,16 @@ class RoomWorker extends PresenceWorker {
       delta_mismatches: 0,
       delta_unconverged: 0,
       full_checked: 0,
-      full_mismatches: 0,
       full_unconverged: 0,
       closed: 0
     }
     let expected
     let observer
+    let marked // the observer's state
     try {
       expected = book.entries(JSON.parse(msg.users), "the server's map")
       observer = book.user(msg.you)
+      marked = book.state(JSON.parse(OBSERVER_STATE))
     } catch (err) {
       out.error = err.message
       return out
@@ -1224,7 +1226,7 @@ class RoomWorker extends PresenceWorker {
           out.closed += 1
           pending.delete(c)
         } else if (c.delta) {
-          if (!c.broken && (c.map === null || observer >= c.map.length || c.map[observer] === -1)) continue
+          if (!c.broken && (c.map === null || observer >= c.map.length || c.map[observer] !== marked)) continue
           pending.delete(c)
           out.delta_checked += 1
           if (c.broken || !c.holds(want, size)) {
@@ -1257,14 +1259,18 @@ class RoomWorker extends PresenceWorker {
   }
 }
 
+const OBSERVER_STATE = '{"observer":true}'
+const OBSERVER_ENTRY = `"username":"observer","state":${OBSERVER_STATE}}`
+
 /**
- * The observer: one more delta client, whose first message is the server's
- * whole map. Resolves { ws, you, users } (users: the map's JSON text, the
- * same bytes a full-map client gets) or { error }.
+ * The observer: one more client, on full maps, that sets its state once; the
+ * first message that carries that state is the server's whole map. Resolves
+ * { ws, you, users } (users: the map's JSON text, the same bytes every
+ * full-map client gets from that round on) or { error }.
  */
 function observe (cfg) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(`${cfg.url}/?username=observer`, [DELTA_PROTOCOL], wsOptions(cfg))
+    const ws = new WebSocket(`${cfg.url}/?username=observer`, wsOptions(cfg))
     let settled = false
     const finish = (r) => {
       if (settled) return
@@ -1277,12 +1283,14 @@ function observe (cfg) {
       () => finish({ error: 'the observer got no first message in time' }),
       (cfg.connectTimeout + cfg.verifyWait) * 1000
     )
-    ws.once('message', (data) => {
-      const split = splitWelcome(data)
-      if (split === null) {
-        finish({ error: `the observer's first message: ${data.toString().slice(0, 100)}` })
+    ws.once('open', () => ws.send(OBSERVER_STATE))
+    ws.on('message', (data) => {
+      const p = data.indexOf(OBSERVER_ENTRY)
+      if (p < 0) return // Its join, before its state.
+      if (p < 40 || data[p - 40] !== 0x22 || data[p - 3] !== 0x22) {
+        finish({ error: `the observer's entry: ${data.toString().slice(0, 100)}` })
       } else {
-        finish({ ws, you: split[0], users: split[1].toString() })
+        finish({ ws, you: data.toString('latin1', p - 39, p - 3), users: data.toString() })
       }
     })
     ws.once('error', (err) => finish({ error: `observer: ${err.message || err.code}` }))

@@ -18,6 +18,15 @@ from .context import Context
 from .generator import GeneratorRun, run_loadgen
 from .records import JSON, Record, round_or_none
 
+#: A server that refused connections with 429 limits them per address, and
+#: every benchmark client comes from 127.0.0.1.
+PER_ADDRESS_HINT = (
+    "429: the server limits connections per client address, and every client"
+    " here comes from 127.0.0.1; run wspractice with"
+    " --max-connections-per-address 0 (e.g. --variant 'NAME"
+    ' args="--max-connections-per-address 0"\')'
+)
+
 
 class Target:
     """A server that is already running: the same face as ServerProcess."""
@@ -94,6 +103,8 @@ def finish_record(record: Record, server: Server, run: GeneratorRun | None) -> N
         top = sorted(record.errors.items(), key=lambda kv: -kv[1])[:3]
         for what, n in top:
             record.flag("errors", f"{n}× {what}")
+        if any("429" in what for what in record.errors):
+            record.notes.append(PER_ADDRESS_HINT)
 
 
 def measure(

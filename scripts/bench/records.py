@@ -105,6 +105,14 @@ class PresenceRecord(Record):
     stalled_client_dropped: bool | None = None
     #: Set when the record is a copy of another run's (the stall baseline).
     reused: str | None = None
+    #: A room run (wspractice-delta, the big room): the figures by kind of
+    #: client, ``{"full": {...}, "delta": {...}}``, as the generator wrote
+    #: them (``latency``, ``others_latency``, ``updates_lost``,
+    #: ``others_lost``, ``most_messages``, ``messages``, ``bytes``...).
+    room: JSON | None = None
+    #: A room run: every client's map against the server's at the end
+    #: (``delta_mismatches``, ``delta_unconverged``, ``full_unconverged``...).
+    verify: JSON | None = None
 
     @property
     def collapsed(self) -> bool:
@@ -144,6 +152,7 @@ KINDS: dict[str, type[Record]] = {
     "echo": EchoRecord,
     "presence": PresenceRecord,
     "stall": PresenceRecord,
+    "bigroom": PresenceRecord,
     "join": JoinRecord,
     "idle": IdleRecord,
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .context import Context, say
 from .machine import commit_label
-from .plot import plot
+from .plot import plot, plot_delta
 from .records import JSON, record_from_json
 from .scenarios import SCENARIOS
 from .servers import ROOT
@@ -73,12 +73,13 @@ def write_report(ctx: Context) -> None:
         report += ["", f"### {title}", "", text]
     print("\n".join(report))
     (ctx.out / "results.md").write_text("\n".join(report) + "\n")
-    image = None
+    images = []
     if not getattr(ctx.args, "no_plot", False):
-        image = plot(ctx, footer(ctx.meta))
+        images = [plot(ctx, footer(ctx.meta)), plot_delta(ctx, footer(ctx.meta))]
     say(
         f"==> done in {ctx.meta.get('seconds', 0):g} s: {ctx.out / 'results.json'},"
-        f" {ctx.out / 'results.md'}" + (f", {image}" if image else "")
+        f" {ctx.out / 'results.md'}"
+        + "".join(f", {image}" for image in images if image)
     )
 
 

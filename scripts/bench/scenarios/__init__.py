@@ -14,7 +14,7 @@ import argparse
 from typing import Protocol
 
 from ..context import Context
-from . import echo, handshake, idle, join, presence, stall
+from . import bigroom, echo, handshake, idle, join, presence, stall
 
 
 class Scenario(Protocol):
@@ -28,8 +28,13 @@ class Scenario(Protocol):
 
 
 SCENARIOS: dict[str, Scenario] = {
-    module.NAME: module for module in (handshake, echo, presence, join, stall, idle)
+    module.NAME: module
+    for module in (handshake, echo, presence, join, stall, idle, bigroom)
 }
+
+#: Scenarios that run only when named in --scenarios.
+OPTIONAL = ("bigroom",)
+DEFAULT = [name for name in SCENARIOS if name not in OPTIONAL]
 
 
 def planned_runs(args: argparse.Namespace, servers: int) -> int:
