@@ -231,6 +231,17 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
     ),
     (
         "run",
+        "--generator-realtime",
+        int,
+        0,
+        "PRIORITY",
+        "run the load generator as a real-time process (SCHED_RR at this"
+        " priority, 1-99; needs root): it then runs whenever it is ready, as"
+        " clients on other machines would, however many threads the server"
+        " has ready; 0: off, only --generator-nice",
+    ),
+    (
+        "run",
         "--settle",
         float,
         0.3,

@@ -45,8 +45,17 @@ class Record:
     generator: JSON | None = None
     generator_seconds: float | None = None
     generator_nice: int | None = None
+    #: Its SCHED_RR priority, if it ran as a real-time process.
+    generator_realtime: int | None = None
     #: Errors the generator saw, counted by message.
     errors: dict[str, int] = field(default_factory=dict)
+    #: The machine's 1-minute load average at the end of the measured window
+    #: (on a shared machine: how many others wanted the cores meanwhile).
+    machine_load: float | None = None
+    #: Over the measured window, in cores: time the server's threads and the
+    #: generator's were ready to run but waited for a CPU that others held.
+    server_cpu_wait: float | None = None
+    generator_cpu_wait: float | None = None
 
     @property
     def usable(self) -> bool:

@@ -31,9 +31,10 @@ import argparse
 from ..context import Context, say
 from ..measure import label_for
 from ..records import PresenceRecord, Record
-from ..table import SERVER, SERVER_CPU, STATUS, Column, col, fmt, gen_cpu, gen_lag
-from ..table import get, number, render
-from .presence import presence_run, speaks_delta, vs_full
+from ..table import LOAD, SERVER, SERVER_CPU, STATUS, WAITED, Column, col, fmt
+from ..table import gen_cpu
+from ..table import gen_lag, get, number, render
+from .presence import presence_run, repeats, speaks_delta, vs_full
 
 NAME = "bigroom"
 MODES = ("full", "delta", "mixed")
@@ -183,10 +184,12 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
     if not rows:
         return []
     order = {mode: i for i, mode in enumerate(MODES)}
+    repeat = repeats(rows)
     rows.sort(
         key=lambda r: (
             r.params.get("users", 0),
             ctx.order(r.server),
+            repeat[id(r)],
             order.get(str(r.params.get("mode")), 9),
         )
     )
@@ -213,6 +216,8 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
         figure("not caught up", not_caught_up),
         gen_cpu(),
         gen_lag(),
+        LOAD,
+        WAITED,
         STATUS,
     ]
     costs = [
@@ -222,9 +227,9 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
         figure("rounds/s", per_second),
         col("MB/s", "bytes_per_second", scale=1e-6),
         figure("MB/round", mb_per_round),
-        vs_full("MB/s ÷ full", "bytes_per_second", rows),
+        vs_full("MB/s ÷ full", "bytes_per_second", rows, repeat),
         SERVER_CPU,
-        vs_full("CPU ÷ full", "server_cpu_cores", rows),
+        vs_full("CPU ÷ full", "server_cpu_cores", rows, repeat),
         figure("CPU ms/round", cpu_ms_per_round),
         col("RSS MB peak", "server_rss_peak_kb", scale=1 / 1024),
     ]

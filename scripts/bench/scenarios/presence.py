@@ -28,7 +28,9 @@ from ..generator import run_loadgen
 from ..measure import finish_record, label_for, running
 from ..records import JSON, PresenceRecord, Record
 from ..stalled import StalledClient
-from ..table import SERVER, SERVER_CPU, STATUS, Column, col, fmt, gen_cpu, gen_lag
+from ..table import LOAD, SERVER, SERVER_CPU, STATUS, WAITED, Column, col, fmt
+from ..table import gen_cpu
+from ..table import gen_lag
 from ..table import number, ratio, ratio_col, render
 
 NAME = "presence"
@@ -310,10 +312,12 @@ def delta_table(ctx: Context) -> list[tuple[str, str]]:
     if not any(r.params.get("protocol") for r in everything):
         return []
     rows: list[Record] = [r for r in everything if r.status != "skipped"]
+    repeat = repeats(rows)
     rows.sort(
         key=lambda r: (
             r.params.get("users", 0),
             ctx.order(r.server),
+            repeat[id(r)],
             r.params.get("protocol") or "",
         )
     )
@@ -328,33 +332,62 @@ def delta_table(ctx: Context) -> list[tuple[str, str]]:
         ("protocol", lambda r: str(r.params.get("protocol") or "full")),
         col("p50 ms", "latency.p50_ms"),
         col("p99 ms", "latency.p99_ms"),
-        vs_full("p99 ÷ full", "latency.p99_ms", rows),
+        vs_full("p99 ÷ full", "latency.p99_ms", rows, repeat),
         col("lost", "updates_lost"),
         col("map mismatches", "verify.delta_mismatches"),
         col("msgs/s", "snapshots_per_second"),
         col("MB/s", "bytes_per_second", scale=1e-6),
-        vs_full("MB/s ÷ full", "bytes_per_second", rows),
+        vs_full("MB/s ÷ full", "bytes_per_second", rows, repeat),
         SERVER_CPU,
-        vs_full("CPU ÷ full", "server_cpu_cores", rows),
+        vs_full("CPU ÷ full", "server_cpu_cores", rows, repeat),
         gen_cpu(),
         gen_lag(),
+        LOAD,
+        WAITED,
         STATUS,
     ]
-    return [(title, render(rows, columns))]
+    text = render(rows, columns)
+    skipped = [r for r in everything if r.status == "skipped"]
+    if skipped:
+        text += "\n\nNot run: " + "; ".join(
+            f"{r.server} at {r.params.get('users')} users on"
+            f" {r.params.get('protocol') or 'full'} ({', '.join(r.notes)})"
+            for r in skipped
+        )
+    return [(title, text)]
 
 
-def vs_full(header: str, path: str, rows: list[Record]) -> Column:
-    """A figure divided by the same server's with full maps at the same size
-    (rows without ``protocol`` in their params, or with ``mode`` full)."""
+def kind_of(r: Record) -> str:
+    """A run's clients: ``full`` or ``delta`` (presence), or its big-room mode."""
+    return str(r.params.get("protocol") or r.params.get("mode") or "full")
+
+
+def repeats(rows: list[Record]) -> dict[int, int]:
+    """Each run's number among the runs of the same server, size and kind,
+    in the order they ran (``--users 300,300``: 0, then 1). A delta run is
+    compared with the full-map run of the same number, the one beside it."""
+    seen: dict[tuple[str, object, str], int] = {}
+    found = {}
+    for r in rows:
+        key = (r.server, r.params.get("users"), kind_of(r))
+        found[id(r)] = seen.get(key, 0)
+        seen[key] = found[id(r)] + 1
+    return found
+
+
+def vs_full(
+    header: str, path: str, rows: list[Record], repeat: dict[int, int]
+) -> Column:
+    """A figure divided by the same server's with full maps at the same size,
+    in the run of the same number (``repeats``)."""
     bases = {
-        (r.server, r.params.get("users")): number(r, path)
+        (r.server, r.params.get("users"), repeat[id(r)]): number(r, path)
         for r in rows
-        if r.usable
-        and (r.params.get("protocol") or r.params.get("mode")) in (None, "full")
+        if r.usable and kind_of(r) == "full"
     }
 
     def cell(row: Record) -> str:
-        base = bases.get((row.server, row.params.get("users")))
+        base = bases.get((row.server, row.params.get("users"), repeat[id(row)]))
         value = ratio(number(row, path), base)
         return "—" if value is None else f"{value:.2f}×"
 
