@@ -42,7 +42,7 @@ if str(SCRIPTS) not in sys.path:
 import procstat  # noqa: E402
 import rawframes  # noqa: E402
 import serverproc  # noqa: E402
-from bench import cli, needs, servers  # noqa: E402
+from bench import cli, generator, needs, servers  # noqa: E402
 from bench.context import Context  # noqa: E402
 from bench.plot import FILENAME as PLOT  # noqa: E402
 from bench.records import (  # noqa: E402
@@ -82,6 +82,15 @@ def test_proc_says_none_for_a_process_that_is_gone() -> None:
     assert procstat.cpu_seconds(gone) is None
     assert procstat.rss_kib(gone) is None
     assert procstat.open_fds(gone) is None
+
+
+def test_cpu_waiting_is_read_per_thread_and_a_thread_gone_is_not_negative() -> None:
+    mine = generator.run_queue_waits(os.getpid())
+    assert mine is not None and str(threading.get_native_id()) in mine
+    assert generator.run_queue_waits(2**22 + 1) is None  # No such process.
+    # Thread 2 ended, thread 3 started: 2 ns more for 1, all 4 of 3's.
+    assert generator.waited({"1": 5, "2": 10}, {"1": 7, "3": 4}) == 6e-9
+    assert generator.waited(None, {"1": 7}) is None
 
 
 # ------------------------------------------------------------ serverproc

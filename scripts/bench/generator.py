@@ -89,24 +89,32 @@ def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:
     lines.put(b"")
 
 
-def run_queue_wait(pid: int | None) -> float | None:
-    """Seconds the threads of ``pid`` have spent ready to run but waiting for
-    a CPU (the second field of each thread's /proc schedstat), all threads
-    together; None if the kernel does not say. On a shared machine this is
-    the time others took from it."""
+def run_queue_waits(pid: int | None) -> dict[str, int] | None:
+    """Nanoseconds each thread of ``pid`` has spent ready to run but waiting
+    for a CPU (the second field of its /proc schedstat), by thread id; None
+    if the kernel does not say. On a shared machine: the time others took."""
     if pid is None:
         return None
-    total = 0
+    found = {}
     try:
         for task in os.scandir(f"/proc/{pid}/task"):
             try:
                 with open(f"{task.path}/schedstat") as f:
-                    total += int(f.read().split()[1])
+                    found[task.name] = int(f.read().split()[1])
             except (OSError, IndexError, ValueError):
                 continue  # A thread that ended meanwhile.
     except OSError:
         return None
-    return total / 1e9
+    return found
+
+
+def waited(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
+    """Seconds of waiting between two run_queue_waits of one process: each
+    thread's growth (a thread started meanwhile, all of its wait). A thread
+    that ended meanwhile is not counted."""
+    if before is None or after is None:
+        return None
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def command(scenario: str, url: str, options: dict[str, object]) -> list[str]:
@@ -174,7 +182,7 @@ def _follow(
     """Read the generator's events until its result, its end or ``timeout``."""
     deadline = time.monotonic() + timeout
     window_start: tuple[float, float] | None = None
-    waits: tuple[float, float | None, float | None] | None = None
+    waits: tuple[float, dict[str, int] | None, dict[str, int] | None] | None = None
     server_gone_at: float | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -208,8 +216,8 @@ def _follow(
             run.server_rss_start_kb = server.rss_kib()
             waits = (
                 time.monotonic(),
-                run_queue_wait(server.pid),
-                run_queue_wait(generator_pid),
+                run_queue_waits(server.pid),
+                run_queue_waits(generator_pid),
             )
         elif kind == "measure_end":
             if window_start is not None and cpu is not None:
@@ -221,14 +229,12 @@ def _follow(
             if waits is not None:
                 t0, server0, generator0 = waits
                 seconds = time.monotonic() - t0
-                server1 = run_queue_wait(server.pid)
-                generator1 = run_queue_wait(generator_pid)
-                if server0 is not None and server1 is not None and seconds:
-                    run.server_cpu_wait = round((server1 - server0) / seconds, 3)
-                if generator0 is not None and generator1 is not None and seconds:
-                    run.generator_cpu_wait = round(
-                        (generator1 - generator0) / seconds, 3
-                    )
+                server1 = waited(server0, run_queue_waits(server.pid))
+                generator1 = waited(generator0, run_queue_waits(generator_pid))
+                if server1 is not None and seconds:
+                    run.server_cpu_wait = round(server1 / seconds, 3)
+                if generator1 is not None and seconds:
+                    run.generator_cpu_wait = round(generator1 / seconds, 3)
         elif kind == "result":
             run.result = event
         elif kind == "error":

@@ -3,6 +3,7 @@ when wspractice-delta ran, full maps against changes only."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from .context import Context
@@ -88,7 +89,8 @@ EVERYONE: list[Series] = [
 
 
 def _points(ctx: Context, name: str, series: Series) -> list[tuple[int, float, bool]]:
-    """(users, p99, lost something) for one server and one line."""
+    """(users, p99, lost something) for one server and one line, a point per
+    run (repeated sizes give several)."""
     _, scenario, match, kind = series
     prefix = f"room.{kind}." if kind else ""
     found = []
@@ -153,15 +155,31 @@ def plot_delta(ctx: Context, footer: str) -> Path | None:
                 points = _points(ctx, name, series)
                 if not points:
                     continue
-                sizes.update(x for x, _, _ in points)
+                xs = sorted({x for x, _, _ in points})
+                sizes.update(xs)
+                runs = {x: sorted(y for px, y, _ in points if px == x) for x in xs}
+                middle = [statistics.median(runs[x]) for x in xs]
                 label = series[0] if len(servers) == 1 else f"{name}: {series[0]}"
                 (line,) = ax.plot(
-                    [x for x, _, _ in points],
-                    [y for _, y, _ in points],
+                    xs,
+                    middle,
                     marker="o",
                     linestyle="--" if "full" in series[0] else "-",
                     label=label,
                 )
+                if any(len(ys) > 1 for ys in runs.values()):
+                    ax.errorbar(
+                        xs,
+                        middle,
+                        yerr=[
+                            [m - runs[x][0] for x, m in zip(xs, middle)],
+                            [runs[x][-1] - m for x, m in zip(xs, middle)],
+                        ],
+                        fmt="none",
+                        ecolor=line.get_color(),
+                        capsize=4,
+                        alpha=0.6,
+                    )
                 lossy = [(x, y) for x, y, lost in points if lost]
                 if lossy:
                     ax.scatter(
@@ -172,6 +190,16 @@ def plot_delta(ctx: Context, footer: str) -> Path | None:
                         edgecolors=line.get_color(),
                         linewidths=1.5,
                     )
+        if lines is BIG_ROOM:
+            ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+            ax.annotate(
+                "goal for delta movers: p99 ≤ 50 ms",
+                (min(sizes or {1}), 50),
+                textcoords="offset points",
+                xytext=(0, 4),
+                fontsize=7,
+                color="grey",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         if sizes:
@@ -182,7 +210,11 @@ def plot_delta(ctx: Context, footer: str) -> Path | None:
         ax.set_ylabel("p99 latency of a mover's own update, ms (log scale)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(title="circled: some updates lost", fontsize=8, title_fontsize=8)
+        ax.legend(
+            title="median of the runs, bar: their range; circled: a run lost updates",
+            fontsize=8,
+            title_fontsize=7,
+        )
     fig.suptitle("Full maps against changes only (wspractice-delta)")
     fig.text(0.01, 0.01, footer, fontsize=7, alpha=0.7)
     fig.tight_layout()
