@@ -42,7 +42,7 @@ if str(SCRIPTS) not in sys.path:
 import procstat  # noqa: E402
 import rawframes  # noqa: E402
 import serverproc  # noqa: E402
-from bench import cli, generator, needs, servers  # noqa: E402
+from bench import cli, generator, needs, pinning, servers  # noqa: E402
 from bench.context import Context  # noqa: E402
 from bench.plot import FILENAME as PLOT  # noqa: E402
 from bench.records import (  # noqa: E402
@@ -91,6 +91,40 @@ def test_cpu_waiting_is_read_per_thread_and_a_thread_gone_is_not_negative() -> N
     # Thread 2 ended, thread 3 started: 2 ns more for 1, all 4 of 3's.
     assert generator.waited({"1": 5, "2": 10}, {"1": 7, "3": 4}) == 6e-9
     assert generator.waited(None, {"1": 7}) is None
+
+
+def test_pinning_keeps_every_thread_of_a_process_on_its_cpus() -> None:
+    assert pinning.parse_pin("0/1") == ({0}, {1})
+    assert pinning.parse_pin("0-1,3/2") == ({0, 1, 3}, {2})
+    assert pinning.parse_pin(None) == (set(), set())
+    with pytest.raises(ValueError, match="SERVER_CPUS/GENERATOR_CPUS"):
+        pinning.parse_pin("0")
+    cpu = min(os.sched_getaffinity(0))
+    script = (
+        "import threading, time, sys\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"  # Pinned: start one more thread.
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "print('more', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    child = subprocess.Popen(
+        [PYTHON, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "ready\n"
+        pinning.pin(child.pid, {cpu})
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "more\n"
+        tasks = os.listdir(f"/proc/{child.pid}/task")
+        assert len(tasks) == 3
+        assert all(os.sched_getaffinity(int(t)) == {cpu} for t in tasks)
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ------------------------------------------------------------ serverproc

@@ -15,6 +15,7 @@ from . import __doc__ as PACKAGE_DOC
 from . import needs
 from .context import Context, say
 from .machine import git_commit, machine_info, versions
+from .pinning import parse_pin
 from .records import JSON
 from .report import report_again, write_report
 from .scenarios import DEFAULT, OPTIONAL, SCENARIOS, planned_runs
@@ -251,6 +252,20 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
 ]
 
 
+def pin_option(text: str) -> str:
+    try:
+        server, generator = parse_pin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    available = os.sched_getaffinity(0)
+    for cpus in (server, generator):
+        if not cpus or not cpus <= available:
+            raise argparse.ArgumentTypeError(
+                f"{text}: CPUs must be among {sorted(available)}, on both sides"
+            )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/benchmark.py",
@@ -388,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="run nothing: print the tables of an earlier results.json and"
         " write its results.md and plot again (to --output, or beside it)",
+    )
+    run.add_argument(
+        "--pin",
+        type=pin_option,
+        default=None,
+        metavar="SERVER/GENERATOR",
+        help="keep the server on some CPUs and the load generator on others,"
+        " e.g. 0/1 (CPU lists as taskset takes them: 0,2-3), so that neither"
+        " takes the CPU from the other (default: anywhere)",
     )
     run.add_argument(
         "--no-plot",

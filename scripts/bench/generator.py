@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from .context import Context
+from .pinning import parse_pin
 from .records import JSON
 from .servers import BENCH, ROOT
 
@@ -68,13 +69,18 @@ class GeneratorRun:
     seconds: float = 0.0
 
 
-def _renice(increment: int, realtime: int = 0) -> None:
-    """In the child, before exec: change its niceness if allowed, and make
-    it a real-time process (SCHED_RR at ``realtime``) if asked and allowed."""
+def _renice(
+    increment: int, realtime: int = 0, cpus: frozenset[int] = frozenset()
+) -> None:
+    """In the child, before exec: change its niceness if allowed, make it a
+    real-time process (SCHED_RR at ``realtime``) if asked and allowed, and
+    keep it on ``cpus`` if given."""
     try:
         os.nice(increment)
     except OSError:
         pass  # Not allowed to raise our priority: run at the default.
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     if realtime > 0:
         try:
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(realtime))
@@ -139,6 +145,7 @@ def run_loadgen(
     cpu_start = server.cpu_seconds()
     nice = int(ctx.args.generator_nice)
     realtime = int(getattr(ctx.args, "generator_realtime", 0))
+    cpus = frozenset(parse_pin(getattr(ctx.args, "pin", None))[1])
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(
             command(scenario, server.url, options),
@@ -147,7 +154,7 @@ def run_loadgen(
             stdout=subprocess.PIPE,
             stderr=stderr,
             start_new_session=True,
-            preexec_fn=lambda: _renice(nice, realtime),
+            preexec_fn=lambda: _renice(nice, realtime, cpus),
         )
         try:
             run.generator_nice = os.getpriority(os.PRIO_PROCESS, proc.pid)

@@ -16,6 +16,7 @@ from serverproc import ServerError, ServerProcess
 
 from .context import Context
 from .generator import GeneratorRun, run_loadgen
+from .pinning import pin, pinned
 from .records import JSON, Record, round_or_none
 
 #: A server that refused connections with 429 limits them per address, and
@@ -70,6 +71,9 @@ def running(ctx: Context, name: str, label: str) -> Iterator[Server]:
     )
     try:
         server.start(ctx.args.startup_timeout)
+        cpus = pinned(ctx)[0]
+        if cpus and server.pid is not None:
+            pin(server.pid, cpus)
         time.sleep(ctx.args.settle)  # Before the baseline samples.
         yield server
     finally:
