@@ -1076,6 +1076,8 @@ def test_a_mixed_room_on_wspractice_ends_with_every_map_right(
         assert kind["messages"] > 0 and kind["broken"] == 0
     # Deltas are far smaller than maps of 12 users.
     assert delta["bytes"] / delta["messages"] < full["bytes"] / full["messages"] / 2
+    # The run started once every client held the whole room.
+    assert result["settle"]["settled"] and result["settle"]["waiting"] == 0
     verify = result["verify"]
     assert verify["server_map_entries"] == 13  # The observer too.
     assert (verify["delta_checked"], verify["delta_mismatches"]) == (6, 0)
@@ -1207,6 +1209,7 @@ def test_a_quick_run_of_the_big_room_and_of_delta_presence(
         assert run["latency"]["count"] > 0, key
         assert run["verify"]["delta_mismatches"] == 0, key
     assert runs["bigroom", "delta"]["verify"]["delta_checked"] == 30
+    assert runs["bigroom", "full"]["settle"]["settled"] is True
     assert runs["bigroom", "full"]["verify"]["full_checked"] == 30
     assert (tmp_path / DELTA_PLOT).stat().st_size > 0
 

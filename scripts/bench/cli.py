@@ -50,6 +50,7 @@ QUICK: dict[str, object] = {
     "room_movers": 4,
     "room_grace": 2.0,
     "verify_wait": 5.0,
+    "settle_wait": 5.0,
 }
 
 VARIANT_HELP = """\
@@ -194,6 +195,16 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         20,
         "N",
         "big room: other movers whose updates each mover watches",
+    ),
+    (
+        "room",
+        "--settle-wait",
+        float,
+        120.0,
+        "SECONDS",
+        "wspractice-delta and big room runs: before the run, how long every"
+        " client may take to hold the whole room (the joins' first messages"
+        " delivered)",
     ),
     (
         "room",

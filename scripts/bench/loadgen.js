@@ -675,6 +675,11 @@ class IdleWorker {
 // watches up to --watch other movers of its own worker process: the time
 // until it sees their updates, and how many of those it never saw.
 //
+// Before the run, the room settles: the run starts once every delta client's
+// map holds every user and every full-map client has received the map of
+// all of them (--settle-wait at most), so that the measured window does not
+// carry the joins' first messages (settle: how long it took).
+//
 // At the end, after the grace period, one more client (the observer, on
 // full maps, so that it works with any server) joins, sets its state once
 // and takes the server's whole map from the first message that carries that
@@ -1161,6 +1166,7 @@ class FullMover extends PresenceClient {
     const w = this.worker
     const t = now()
     if (t >= w.winStart && t < w.winEnd) this.windowMessages += 1
+    this.lastLength = data.length
     super.onMessage(data, isBinary)
     if (isBinary) return
     if (w.verifying) this.last = w.keep(data)
@@ -1192,6 +1198,7 @@ class FullIdler extends PresenceClient {
       this.windowMessages += 1
     }
     w.snapshotsTotal += 1
+    this.lastLength = data.length
     if (isBinary) w.errors.add('binary message from the server')
     else if (w.verifying) this.last = w.keep(data)
   }
@@ -1235,6 +1242,7 @@ class RoomWorker extends PresenceWorker {
       c.windowMessages = 0
       c.watched = []
       c.last = null
+      c.lastLength = 0
       this.clients.push(c)
     }
     // Each mover watches the next --watch movers of this worker, round the ring.
@@ -1260,6 +1268,35 @@ class RoomWorker extends PresenceWorker {
   async run (t0) {
     await super.run(t0)
     this.verifying = true // From now on full-map clients keep their last message.
+  }
+
+  /**
+   * Before the run: wait until the room has settled, at most `msg.wait`
+   * seconds. Every delta client's map holds all `msg.connected` users, and
+   * every full-map client has received the map of all of them (nobody has
+   * moved yet, so its length is known: 65 bytes and the username for each
+   * user, as servers write the tutorial's format; if some clients could not
+   * connect, any message will do).
+   */
+  async settle (msg) {
+    const started = now()
+    const n = msg.connected
+    let full = -1
+    if (n === this.cfg.clients) {
+      full = 2 + (n - 1)
+      for (let i = 0; i < n; i++) full += 65 + `u${i}`.length
+    }
+    let waiting = 0
+    for (;;) {
+      waiting = 0
+      for (const c of this.clients) {
+        if (!c.open) continue
+        if (c.delta ? c.map === null || c.size < n : full < 0 ? !c.lastLength : c.lastLength !== full) waiting += 1
+      }
+      if (!waiting || now() - started > msg.wait * 1000) break
+      await sleep(20)
+    }
+    return { waiting, seconds: Math.round(now() - started) / 1000 }
   }
 
   /** The same bytes as a message kept before, or this one (kept if few are). */
@@ -1444,6 +1481,18 @@ function observe (cfg) {
   })
 }
 
+/** Before a room run: wait until every worker's clients hold the whole room. */
+async function settleRoom (cfg, children, connected) {
+  for (const child of children) child.send({ type: 'settle', connected, wait: cfg.settleWait })
+  const answers = await gather(children, 'settled', (cfg.settleWait + 30) * 1000)
+  const waiting = answers.reduce((a, m) => a + m.result.waiting, 0)
+  return {
+    settled: waiting === 0,
+    waiting,
+    seconds: Math.max(...answers.map((m) => m.result.seconds))
+  }
+}
+
 /** After a room run: the observer joins, every worker compares its clients' maps. */
 async function verifyRoom (cfg, children) {
   const seen = await observe(cfg)
@@ -1500,6 +1549,11 @@ const WORKERS = {
 /** What runs after a scenario's run, before its workers close (see room). */
 const FINISH = {
   room: verifyRoom
+}
+
+/** What runs between the connections and the run (see room). */
+const SETTLE = {
+  room: settleRoom
 }
 
 // ------------------------------------------------------------------ worker process
@@ -1574,6 +1628,8 @@ function workerMain (port) {
           loop_delay_p99_ms: loopDelay ? lateBy(loopDelay.percentile(99)) : null,
           loop_delay_max_ms: loopDelay ? lateBy(loopDelay.max) : null
         })
+      } else if (msg.type === 'settle') {
+        port.send({ type: 'settled', result: await worker.settle(msg) })
       } else if (msg.type === 'verify') {
         port.send({ type: 'verified', result: await worker.verify(msg) })
       } else if (msg.type === 'close') {
@@ -1635,6 +1691,8 @@ options (defaults in brackets):
   --watch N               room: other movers each mover watches [20]
   --verify-wait SECONDS   room: how long clients may take to catch up with
                           the observer's join at the end [30]
+  --settle-wait SECONDS   room: before the run, how long to wait for every
+                          client to hold the whole room [120]
   --grace SECONDS         after the run, wait this long for late snapshots [5]
   --workers N             generator processes [1]
   --concurrency N         connections opened at once [100]
@@ -1663,7 +1721,8 @@ function parseArgs (argv) {
     deltaMovers: 0,
     deltaIdle: 0,
     watch: 20,
-    verifyWait: 30
+    verifyWait: 30,
+    settleWait: 120
   }
   const names = {
     '--url': 'url',
@@ -1683,7 +1742,8 @@ function parseArgs (argv) {
     '--delta-movers': 'deltaMovers',
     '--delta-idle': 'deltaIdle',
     '--watch': 'watch',
-    '--verify-wait': 'verifyWait'
+    '--verify-wait': 'verifyWait',
+    '--settle-wait': 'settleWait'
   }
   for (let i = 1; i < argv.length; i += 2) {
     const key = names[argv[i]]
@@ -1788,6 +1848,9 @@ async function coordinatorMain (argv) {
     }
     emit(connectEvent)
     say(`${connectedSum} connected, ${failed} failed, in ${connectEvent.seconds} s`)
+    const settle = SETTLE[cfg.scenario]
+    const settled = settle ? await settle(cfg, children, connectedSum) : null
+    if (settled) say(`settled: ${JSON.stringify(settled)}`)
 
     // Everyone starts at the same moment; the window is [t0 + warmup, + duration].
     const t0 = now() + 50
@@ -1815,6 +1878,7 @@ async function coordinatorMain (argv) {
 
     const result = mergeResults(cfg, done)
     Object.assign(result, more)
+    if (settled) result.settle = settled
     result.connect = connectEvent
     emit({ event: 'result', ...result })
     await Promise.race([

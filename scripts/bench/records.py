@@ -122,6 +122,9 @@ class PresenceRecord(Record):
     #: A room run: every client's map against the server's at the end
     #: (``delta_mismatches``, ``delta_unconverged``, ``full_unconverged``...).
     verify: JSON | None = None
+    #: A room run: how long the room took to settle before the run
+    #: (``{"settled", "waiting", "seconds"}``).
+    settle: JSON | None = None
 
     @property
     def collapsed(self) -> bool:

@@ -85,6 +85,7 @@ def run(ctx: Context) -> None:
                     "delta-idle": delta_idle,
                     "watch": a.watch,
                     "verify-wait": a.verify_wait,
+                    "settle-wait": a.settle_wait,
                 }
                 record = ctx.keep(
                     presence_run(
@@ -224,6 +225,7 @@ def tables(ctx: Context) -> list[tuple[str, str]]:
         SERVER,
         col("connections", "params.users"),
         mode,
+        col("settled in s", "settle.seconds"),
         figure("rounds/s", per_second),
         col("MB/s", "bytes_per_second", scale=1e-6),
         figure("MB/round", mb_per_round),

@@ -112,6 +112,7 @@ def presence_run(
     connect_budget = 15 * (users / a.connect_concurrency + 1)
     timeout = connect_budget + a.warmup + duration + grace + 60
     timeout += float(str(options.get("verify-wait", 0))) * 2
+    timeout += float(str(options.get("settle-wait", 0)))
     stall: StalledClient | None = None
     try:
         with running(ctx, name, label) as server:
@@ -183,6 +184,14 @@ def read_room(record: PresenceRecord, r: JSON) -> None:
     record.room = r.get("room")
     verify: JSON = r.get("verify") or {}
     record.verify = verify
+    record.settle = r.get("settle")
+    settle: JSON = record.settle or {}
+    if settle.get("waiting"):
+        record.flag(
+            "unsettled",
+            f"{settle['waiting']} clients did not hold the whole room after"
+            f" {settle.get('seconds')} s (--settle-wait); the run went ahead",
+        )
     others = sum(
         (part.get("others_lost") or 0) for part in (record.room or {}).values()
     )
@@ -249,6 +258,7 @@ def one_run(ctx: Context, name: str, users: int, protocol: str) -> PresenceRecor
         "delta-idle": 0,
         "watch": 0,  # Every user moves: only its own updates, as with full maps.
         "verify-wait": a.verify_wait,
+        "settle-wait": a.settle_wait,
     }
     return presence_run(
         ctx,
