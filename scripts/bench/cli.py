@@ -537,6 +537,8 @@ def describe_run(
         "environment": {
             k: v for k, v in os.environ.items() if k.startswith("WSPRACTICE_")
         },
+        # The driver's niceness, which the servers inherit.
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
         "servers": {spec.name: spec.about for spec in chosen},
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "planned_runs": planned_runs(args, len(chosen)),
