@@ -765,6 +765,66 @@ def test_an_earlier_runs_results_are_reported_again(tmp_path: Path) -> None:
     assert (tmp_path / "results.md").read_text() == done.stdout
 
 
+def test_several_runs_are_reported_together_each_delta_beside_its_full_run(
+    tmp_path: Path,
+) -> None:
+    def run(date: str, full_p99: float, delta_p99: float) -> Path:
+        meta = {
+            "date": date,
+            "command": f"python scripts/benchmark.py # {date}",
+            "machine": {"cpu": "AMD EPYC", "cores": 2},
+            "servers": {"wspractice": "python -m wspractice"},
+            "reference": "wspractice",
+            "settings": {
+                "scenarios": ["presence"],
+                "users": [300],
+                "rate": 20.0,
+                "duration": 10.0,
+            },
+        }
+        records = [
+            delta_record("wspractice", 300, full_p99, 100, None).to_json(),
+            delta_record("wspractice", 300, delta_p99, 50, "delta").to_json(),
+        ]
+        path = tmp_path / f"{date}.json"
+        path.write_text(json.dumps({"meta": meta, "records": records}))
+        return path
+
+    first, second = run("2026-12-01", 100.0, 50.0), run("2026-12-02", 300.0, 600.0)
+    argv = ["--from-results", str(first), "--from-results", str(second)]
+    refused = subprocess.run(
+        [PYTHON, str(SCRIPTS / "benchmark.py"), *argv], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "need an --output" in refused.stderr
+    out = tmp_path / "both"
+    done = subprocess.run(
+        [
+            PYTHON,
+            str(SCRIPTS / "benchmark.py"),
+            *argv,
+            "--output",
+            str(out),
+            "--no-plot",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30 * TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Runs reported together" in done.stdout and "# 2026-12-02" in done.stdout
+    table = done.stdout.split("wspractice-delta against full maps")[1]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| wsp")]
+    # Each delta run divided by the full-map run of the same invocation.
+    assert [(r[3].strip(), r[5].strip(), r[6].strip()) for r in rows] == [
+        ("full", "100", "1.00×"),
+        ("delta", "50", "0.50×"),
+        ("full", "300", "1.00×"),
+        ("delta", "600", "2.00×"),
+    ]
+    merged = json.loads((out / "results.json").read_text())
+    assert len(merged["records"]) == 4 and len(merged["meta"]["merged"]) == 2
+
+
 # ------------------------------------------------------------ small servers
 
 

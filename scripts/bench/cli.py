@@ -410,10 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--from-results",
         type=Path,
+        action="append",
         default=None,
         metavar="JSON",
         help="run nothing: print the tables of an earlier results.json and"
-        " write its results.md and plot again (to --output, or beside it)",
+        " write its results.md and plot again (to --output, or beside it);"
+        " repeat it to report several runs' records together, the settings"
+        " being the first's",
     )
     run.add_argument(
         "--pin",
@@ -466,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.from_results is not None:
+        if len(args.from_results) > 1 and args.output is None:
+            parser.error("several --from-results need an --output of their own")
         return report_again(args.from_results, args.output, args.no_plot)
     if args.quick:
         apply_quick(args, argv)
