@@ -194,9 +194,10 @@ def plot_delta(ctx: Context, footer: str) -> Path | None:
             ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
             ax.annotate(
                 "goal for delta movers: p99 ≤ 50 ms",
-                (min(sizes or {1}), 50),
+                (max(sizes or {1}), 50),
                 textcoords="offset points",
-                xytext=(0, 4),
+                xytext=(0, -10),
+                ha="right",
                 fontsize=7,
                 color="grey",
             )
