@@ -23,6 +23,7 @@ import asyncio
 import json
 import math
 import random
+import signal
 import ssl
 import sys
 import time
@@ -221,8 +222,13 @@ def fail(message: str, stop: asyncio.Event) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Ctrl-C lets every user close cleanly, on every Python version (3.10's
+    # asyncio.run() raises KeyboardInterrupt inside whichever task runs), and
+    # also when a script started us in the background with SIGINT ignored.
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, stop.set)
+        loop.call_later(args.duration, stop.set)
     tasks = [asyncio.create_task(user(i, args, stop)) for i in range(args.users)]
     print(
         f"{args.users} users moving at {args.rate:g} messages a second each;"
@@ -231,7 +237,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     try:
         await asyncio.wait(tasks)
-    except asyncio.CancelledError:  # Ctrl-C: let every user close cleanly.
+    except asyncio.CancelledError:  # Let every user close cleanly.
         stop.set()
         await asyncio.wait(tasks)
     return max(task.result() for task in tasks)

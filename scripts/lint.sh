@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Types, lint and formatting: mypy --strict, flake8 and black --check.
+# Types, lint and formatting: mypy --strict, flake8 and black --check, in the
+# environment scripts/test.sh uses (see scripts/env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/env.sh
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[lint]'
+wspractice_env
+wspractice_install lint
 echo "==> mypy --strict (configured in setup.cfg)"
-python3 -m mypy
+python -m mypy
 echo "==> flake8"
-python3 -m flake8 wspractice tests scripts
+python -m flake8 wspractice tests scripts
 echo "==> black --check"
-python3 -m black --check --quiet wspractice tests scripts
+python -m black --check --quiet wspractice tests scripts
 echo "types, lint and format: OK"

@@ -9,10 +9,10 @@ I/O, only the standard library, independently of wsproto.
 It lives in ``scripts/`` and the tests import it (through
 ``tests/rawws.py``, which adds a blocking socket client on top), rather than
 the other way round, because the scripts are tools in their own right: the
-benchmark and the soak test run where only wspractice and the ``bench`` extra
-are installed, without pytest or the test suite's fixtures. A script run as
-``python scripts/NAME.py`` finds this module beside it; ``tests/rawws.py``
-puts ``scripts/`` on ``sys.path`` to import it.
+benchmark and the soak test run where only wspractice and the ``bench``
+dependency group are installed, without pytest or the test suite's fixtures.
+A script run as ``python scripts/NAME.py`` finds this module beside it;
+``tests/rawws.py`` puts ``scripts/`` on ``sys.path`` to import it.
 """
 
 from __future__ import annotations

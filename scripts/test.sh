@@ -3,14 +3,19 @@
 #
 #   bash scripts/test.sh [PYTEST ARGS...]
 #
-# Safe to run again: each step skips what is already in place.
+# Python packages go into the virtual environment python3 runs in, or else
+# into .venv/ in the checkout (see scripts/env.sh); never into a system
+# Python. Safe to run again: each step skips what is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/env.sh
 
 say() { printf '\n==> %s\n' "$*"; }
 
-say "Python packages (wspractice and its test extra)"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+wspractice_env
+# The dependency groups (pyproject.toml) of the tests, the browser tests and
+# the benchmark, whose tools the tests drive.
+wspractice_install test browser bench
 
 # The browser tests drive Debian's Chromium through Playwright; never
 # `playwright install`, which downloads a browser build of its own.
@@ -28,6 +33,16 @@ if [ ! -x "$chromium" ]; then
     fi
 fi
 
+# The shared-room tests start Debian's redis-server (--redis, --workers).
+if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    say "redis-server for the shared-room tests (apt-get install redis-server)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    echo "installed: $(redis-server --version)"
+fi
+
 # Node's ws and uuid, the tutorial's own libraries: a client of wspractice,
 # and the tutorial's server for the side-by-side handshake test.
 if command -v npm >/dev/null 2>&1 \
@@ -36,5 +51,13 @@ if command -v npm >/dev/null 2>&1 \
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-say "Tests"
-exec python3 -m pytest "$@"
+# The benchmark's load generator (ws and uuid, pinned in its lockfile), which
+# the benchmark tools' tests drive.
+if command -v npm >/dev/null 2>&1 \
+    && { [ ! -d scripts/bench/node_modules/ws ] || [ ! -d scripts/bench/node_modules/uuid ]; }; then
+    say "Node's ws and uuid for the benchmark's load generator (npm ci in scripts/bench)"
+    (cd scripts/bench && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+say "Tests ($(python --version) in $VIRTUAL_ENV)"
+exec python -m pytest "$@"

@@ -9,10 +9,12 @@ rawframes' docstring for why the shared module lives in ``scripts/``.
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .conftest import TIMEOUT
 
@@ -48,10 +50,13 @@ __all__ = [
     "HTTPResponse",
     "RawClient",
     "accept_value",
+    "client_frames",
     "close_frame",
     "frame",
     "parse_frame",
     "parse_frames",
+    "read_until_closed",
+    "seeded_frame",
     "upgrade_request",
 ]
 
@@ -157,3 +162,64 @@ class RawClient:
         except (ConnectionResetError, TimeoutError):
             return False
         return True
+
+
+# ------------------------------------------------------------ more helpers
+
+
+def read_until_closed(
+    sock: socket.socket, timeout: float = TIMEOUT
+) -> tuple[bytes, str]:
+    """Everything the server sends until it closes, and how it closed:
+    ``"eof"``, ``"reset"``, or ``"timeout"`` when it was still open after
+    ``timeout`` seconds of silence."""
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks), "eof"
+    except ConnectionResetError:
+        return b"".join(chunks), "reset"
+    except TimeoutError:
+        return b"".join(chunks), "timeout"
+
+
+def seeded_frame(
+    rng: random.Random,
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    mask: bool = True,
+    length_bytes: int | None = None,
+    **options: Any,
+) -> bytes:
+    """:func:`frame` with its masking key drawn from ``rng``, so that a fuzz
+    replays from its seed. ``length_bytes`` (2 or 8) writes the declared
+    length in that many bytes when they can hold it, even where RFC 6455
+    asks for a shorter form."""
+    data = frame(opcode, payload, mask=False, **options)
+    head = data[: len(data) - len(payload)]
+    if length_bytes is not None:
+        n = head[1] if head[1] < 126 else int.from_bytes(head[2:], "big")
+        if n < 1 << (8 * length_bytes):
+            marker = 126 if length_bytes == 2 else 127
+            head = bytes([head[0], marker]) + n.to_bytes(length_bytes, "big")
+    if not mask:
+        return head + payload
+    key = rng.randbytes(4)
+    masked = head[1] | 0x80
+    return (
+        bytes([head[0], masked]) + head[2:] + key + rawframes.apply_mask(payload, key)
+    )
+
+
+def client_frames(data: bytes) -> list[ServerFrame]:
+    """``(opcode, fin, payload)`` of each whole frame in a client's bytes,
+    unmasked, up to the first incomplete one: what a server reads."""
+    frames = []
+    while (parsed := rawframes.parse_frame(data)) is not None:
+        got, used = parsed
+        frames.append((got.opcode, got.fin, got.payload))
+        data = data[used:]
+    return frames

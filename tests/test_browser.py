@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -314,6 +315,104 @@ def test_two_users_with_the_same_name_each_see_only_the_other(
     assert len({first_id, second_id}) == 2 and None not in (first_id, second_id)
     assert first.page.get_attribute(".cursor", "data-uuid") == second_id
     assert second.page.get_attribute(".cursor", "data-uuid") == first_id
+
+
+# ---------------------------------------------------------------- changes only
+
+UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+
+def test_page_negotiates_the_delta_subprotocol_and_shows_its_uuid(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    alice = open_page(page_url(server, "?username=Alice"))
+    alice.wait_connected()
+    assert alice.page.evaluate("wspractice.socket.protocol") == "wspractice-delta"
+    assert alice.page.text_content("#ws-protocol") == "wspractice-delta"
+    alice.page.wait_for_function("wspractice.me !== null", timeout=MS)
+    uuid = alice.page.evaluate("wspractice.me")
+    assert UUID.fullmatch(uuid), uuid
+    assert alice.page.text_content("#my-uuid") == uuid
+    # The server agrees: it offered and selected the subprotocol for the user
+    # with that uuid.
+    with server.server.presence.lock:
+        connection = server.server.presence.connections[uuid]
+    assert connection.request.subprotocols == ("wspractice-delta",)
+    assert connection.subprotocol == "wspractice-delta"
+    assert alice.page.locator("#users li").all_text_contents() == ["Alice(you)"]
+
+
+def wait_same_map(user: User, server: RunningServer) -> dict[str, Any]:
+    """Wait until the page's copy of the map is the server's, order included."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        with server.server.presence.lock:
+            wanted = server.server.presence.users.snapshot()
+        mine = user.page.evaluate("JSON.stringify(wspractice.users)")
+        if json.loads(mine) == json.loads(wanted) and list(json.loads(mine)) == list(
+            json.loads(wanted)
+        ):
+            return json.loads(mine)  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, (mine, wanted)
+        user.page.wait_for_timeout(20)
+
+
+def test_delta_pages_and_a_tutorial_client_see_each_others_moves_joins_and_leaves(
+    server: RunningServer, open_page: Callable[..., User]
+) -> None:
+    alice = open_page(page_url(server, "?username=Alice"))
+    alice.wait_connected()
+    # Carol speaks the tutorial's format: no subprotocol, the whole map.
+    with join(server.url("/?username=Carol")) as carol:
+        assert carol.subprotocol is None
+        recv_until(carol, lambda s: "Carol" in users_named(s))
+        alice.page.locator("#users li", has_text="Carol").wait_for(timeout=MS)
+
+        bob = open_page(page_url(server, "?username=Bob"))
+        bob.wait_connected()
+        recv_until(carol, lambda s: "Bob" in users_named(s))
+        for user in (alice, bob):
+            user.page.wait_for_function(
+                "[...document.querySelectorAll('#users li')]"
+                ".map(li => li.textContent.replace('(you)', '')).join()"
+                " === 'Alice,Carol,Bob'",
+                timeout=MS,
+            )
+
+        # Moves, seen by the other page and by the tutorial-format client.
+        bob.page.mouse.move(300, 200)
+        alice.wait_cursor_at("Bob", 300, 200)
+        recv_until(carol, lambda s: users_named(s)["Bob"] == {"x": 300, "y": 200})
+        alice.page.mouse.move(120, 340)
+        bob.wait_cursor_at("Alice", 120, 340)
+        recv_until(carol, lambda s: users_named(s)["Alice"] == {"x": 120, "y": 340})
+        carol.send(json.dumps({"x": 500, "y": 400}))
+        alice.wait_cursor_at("Carol", 500, 400)
+        bob.wait_cursor_at("Carol", 500, 400)
+        for user in (alice, bob):
+            wait_same_map(user, server)
+
+        # Bob leaves: gone for Alice and for Carol.
+        bob.page.click("#leave")
+        alice.cursor("Bob").wait_for(state="detached", timeout=MS)
+        snapshot = recv_until(carol, lambda s: "Bob" not in users_named(s))
+        assert sorted(users_named(snapshot)) == ["Alice", "Carol"]
+        assert list(wait_same_map(alice, server)) == list(snapshot)
+
+    # Carol leaves: Alice is alone again.
+    alice.cursor("Carol").wait_for(state="detached", timeout=MS)
+    alice.page.wait_for_function(
+        "document.querySelectorAll('#users li').length === 1", timeout=MS
+    )
+    assert alice.page.locator("#users li").all_text_contents() == ["Alice(you)"]
+    final = wait_same_map(alice, server)
+    assert list(final) == [alice.page.evaluate("wspractice.me")]
+    assert final[alice.page.evaluate("wspractice.me")] == {
+        "username": "Alice",
+        "state": {"x": 120, "y": 340},
+    }
 
 
 # ---------------------------------------------------------------- leave, rename

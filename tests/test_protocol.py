@@ -313,7 +313,7 @@ def test_no_pings_when_the_interval_is_zero() -> None:
 
 def snapshot(version: int) -> Snapshot:
     text = f'{{"v":{version}}}'
-    return Snapshot(version, text, bytes([0x81, len(text)]) + text.encode())
+    return Snapshot(version, text, frame(OP_TEXT, text.encode(), mask=False))
 
 
 class Sum(Broadcast):
@@ -409,6 +409,18 @@ def test_an_aborted_connection_sends_and_reads_nothing_more() -> None:
     assert client.protocol.data_to_send() is None
     assert not client.protocol.send_text("more")
     assert client.send(frame(OP_TEXT, b"ignored")) == []
+    assert client.protocol.closed
+
+
+def test_messages_read_before_an_abort_are_not_handed_out() -> None:
+    # Bug 6 of the fuzzing: a dropped client's messages kept being handled.
+    client = Client()
+    client.protocol.receive_data(
+        b"".join(frame(OP_TEXT, b"%d" % i) for i in range(5)), client.now
+    )
+    assert client.protocol.next_message() == "0"
+    client.protocol.abort("the endpoint dropped it")
+    assert client.protocol.next_message() is None
     assert client.protocol.closed
 
 

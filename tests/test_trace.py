@@ -48,10 +48,13 @@ def lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
 
 
 def wait_for(lines: Callable[[], list[str]], wanted: str) -> list[str]:
-    """Wait until a line equal to ``wanted`` is in the trace; return them all."""
+    """The trace once a line equal to ``wanted`` is in it, or after TIMEOUT.
+
+    The connection's thread logs the last frames after the client has seen
+    them; the caller asserts on what the trace holds.
+    """
     deadline = time.monotonic() + TIMEOUT
-    while wanted not in lines():
-        assert time.monotonic() < deadline, (wanted, lines())
+    while wanted not in lines() and time.monotonic() < deadline:
         time.sleep(0.01)
     return lines()
 
@@ -102,15 +105,65 @@ def test_trace_shows_the_request_the_accept_computation_and_the_101(
     ]
 
 
-def test_rejected_handshake_is_traced_up_to_the_request(
+def refusal_as_traced(lines: list[str], response: bytes) -> list[str]:
+    """The trace's lines for a refused handshake, from its ``refuse`` line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("refuse "))
+    head, _, body = response.partition(b"\r\n\r\n")
+    count = 1 + len(head.split(b"\r\n")) + 2
+    assert len(lines) >= start + count, lines
+    return lines[start : start + count]
+
+
+def test_refused_handshake_is_traced_with_the_response_as_sent(
     start_server: Callable[..., RunningServer], lines: Callable[[], list[str]]
 ) -> None:
     server = start_server(trace=True)
     with RawClient(server.port) as client:
         client.send(upgrade_request("/"))
-        assert client.read_response().status == 400
-    assert "recv GET / HTTP/1.1" in lines()
-    assert not any(line.startswith("accept") for line in lines())
+        assert client.at_eof()
+        response = client.buffer  # Every byte the server sent.
+    reason = "username is required: add ?username=NAME to the URL"
+    body_line = f"sent body, {len(reason) + 1} bytes: {reason + chr(10)!r}"
+    traced = wait_for(lines, body_line)
+    assert traced[0] == "recv GET / HTTP/1.1"
+    assert not any(line.startswith("accept") for line in traced)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert body == (reason + "\n").encode()
+    assert refusal_as_traced(traced, response) == [
+        f"refuse 400 Bad Request: {reason}",
+        *(f"sent {line}" for line in head.decode("latin-1").split("\r\n")),
+        "sent (empty line: the body follows)",
+        body_line,
+    ]
+    assert traced[traced.index(f"refuse 400 Bad Request: {reason}") + 1] == (
+        "sent HTTP/1.1 400 Bad Request"
+    )
+
+
+def test_a_handshake_refused_for_too_many_connections_is_traced_too(
+    start_server: Callable[..., RunningServer], lines: Callable[[], list[str]]
+) -> None:
+    server = start_server(trace=True, max_connections_per_address=1)
+    with join(server.url()) as ws:
+        recv_json(ws)
+        with RawClient(server.port) as client:
+            client.send(upgrade_request("/?username=Bob"))
+            assert client.at_eof()
+            response = client.buffer
+    reason = (
+        "too many WebSockets from 127.0.0.1: 1 are open"
+        " (--max-connections-per-address)"
+    )
+    body_line = f"sent body, {len(reason) + 1} bytes: {reason + chr(10)!r}"
+    traced = refusal_as_traced(wait_for(lines, body_line), response)
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    assert traced == [
+        f"refuse 429 Too Many Requests: {reason}",
+        *(f"sent {line}" for line in head),
+        "sent (empty line: the body follows)",
+        body_line,
+    ]
+    assert "sent Retry-After: 5" in traced
 
 
 # ---------------------------------------------------------------- frames
@@ -130,12 +183,11 @@ def test_each_frame_is_traced_both_ways_with_its_header_fields(
         assert client.read_close() == (1000, "bye")
 
     key = message[2:6]
-    wait_for(
-        lines,
+    last = (
         "sent frame FIN=1 RSV=000 opcode=0x8 close MASK=0 len=5"
-        " [88 05] code=1000 (NORMAL_CLOSURE) reason='bye'",
+        " [88 05] code=1000 (NORMAL_CLOSURE) reason='bye'"
     )
-    frames = [line for line in lines() if " frame " in line]
+    frames = [line for line in wait_for(lines, last) if " frame " in line]
     assert frames[0] == (
         f"sent frame FIN=1 RSV=000 opcode=0x1 text MASK=0 len={len(joined)}"
         f" [81 {len(joined):02x}] {joined.decode()[:60]!r}... ({len(joined)} bytes)"
@@ -154,7 +206,7 @@ def test_each_frame_is_traced_both_ways_with_its_header_fields(
         frames[3],
     )
     assert match and match[1] == match[2].replace(" ", ""), frames[3]
-    assert len(frames) == 5
+    assert frames[4:] == [last]
 
 
 def test_fragments_control_frames_and_a_frame_sent_with_the_handshake(
@@ -172,13 +224,13 @@ def test_fragments_control_frames_and_a_frame_sent_with_the_handshake(
         client.send(frame(OP_BINARY, bytes(range(40))))
         assert client.read_frame() == (OP_BINARY, True, bytes(range(40)))
 
-    wait_for(
-        lines,
+    last = (
         "sent frame FIN=1 RSV=000 opcode=0x2 binary MASK=0 len=40"
         " [82 28] 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12"
-        " 13 14 15 16 17 +16 bytes",
+        " 13 14 15 16 17 +16 bytes"
     )
-    frames = [re.sub(r" key=\w+ ", " ", line) for line in lines() if " frame " in line]
+    trace = wait_for(lines, last)
+    frames = [re.sub(r" key=\w+ ", " ", line) for line in trace if " frame " in line]
     frames = [re.sub(r" \[[0-9a-f ]+\] ", " ", line) for line in frames]
     assert frames == [
         "recv frame FIN=0 RSV=000 opcode=0x1 text MASK=1 len=3 'hel'",
@@ -202,12 +254,13 @@ def test_compressed_messages_show_rsv1_and_their_size(
     with join(server.url("/echo"), compression="deflate") as ws:
         ws.send("a" * 1000)
         assert ws.recv(timeout=TIMEOUT) == "a" * 1000
-    wait_for(
-        lines,
+    last = (
         "sent frame FIN=1 RSV=000 opcode=0x8 close MASK=0 len=2 [88 02]"
-        " code=1000 (NORMAL_CLOSURE) reason=''",
+        " code=1000 (NORMAL_CLOSURE) reason=''"
     )
-    data = [line for line in lines() if "opcode=0x1" in line]
+    trace = wait_for(lines, last)
+    assert last in trace
+    data = [line for line in trace if "opcode=0x1" in line]
     assert len(data) == 2
     for line in data:
         assert re.search(r" frame FIN=1 RSV=100 opcode=0x1 text MASK=\d ", line), line
@@ -228,7 +281,8 @@ def test_protocol_error_is_traced_and_tracing_of_that_direction_stops(
         "recv cannot decode: server received unexpected unmasked frame"
         " (close code 1002); not tracing this direction any more"
     )
-    wait_for(lines, wanted)
+    trace = wait_for(lines, wanted)
+    assert wanted in trace, trace
 
 
 # ---------------------------------------------------------------- units
@@ -257,13 +311,32 @@ def test_a_long_payload_is_cut_to_a_preview_and_control_characters_escaped(
 ) -> None:
     tracer = ConnectionTracer("peer")
     tracer.accepted(KEY, b"\r\n", compressed=False)
-    tracer.sent(b"\x81\x7e\x01\x2c" + b"line\n" * 60)  # 300 bytes, unmasked
+    tracer.sent(frame(OP_TEXT, b"line\n" * 60, mask=False))  # 300 bytes
     (line,) = [line for line in lines() if " frame " in line]
     assert line == (
         "[peer] sent frame FIN=1 RSV=000 opcode=0x1 text MASK=0 len=300"
         " [81 7e 01 2c] " + repr("line\n" * 12) + "... (300 bytes)"
     )
     assert "\n" not in line
+
+
+def test_after_a_frame_it_cannot_decode_the_trace_of_that_direction_stops(
+    lines: Callable[[], list[str]],
+) -> None:
+    tracer = ConnectionTracer("peer")
+    tracer.accepted(KEY, b"\r\n", compressed=False)
+    tracer.received(frame(OP_TEXT, b"unmasked", mask=False))
+    tracer.received(frame(OP_TEXT, b"later"))  # Not traced: no longer in step.
+    tracer.sent(frame(OP_TEXT, b"still traced", mask=False))
+    frames = [
+        line for line in lines() if line.startswith(("[peer] recv", "[peer] sent f"))
+    ]
+    assert frames == [
+        "[peer] recv cannot decode: server received unexpected unmasked frame"
+        " (close code 1002); not tracing this direction any more",
+        "[peer] sent frame FIN=1 RSV=000 opcode=0x1 text MASK=0 len=12 [81 0c]"
+        " 'still traced'",
+    ]
 
 
 # ---------------------------------------------------------------- off
@@ -299,7 +372,7 @@ def test_cli_trace_logs_even_at_log_level_warning() -> None:
     )
     try:
         assert proc.stdout is not None
-        url = proc.stdout.readline().split(": ", 1)[1].strip()
+        url = proc.stdout.readline().split(": ", 1)[1].split()[0]
         with join(url.replace("/?username=Alex", "/echo")) as ws:
             ws.send("hi there")
             assert ws.recv(timeout=TIMEOUT) == "hi there"

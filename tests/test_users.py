@@ -1,12 +1,28 @@
-"""Unit tests for the users map (no I/O)."""
+"""The users map (no I/O): examples, then a state machine of joins, moves
+and leaves in any order whose snapshots, and the rounds of changes a client
+applies, must always be the model, in JSON."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    rule,
+)
 
+from wspractice.messages import encode, parse_state
 from wspractice.users import Users
+
+from .strategies import EXAMPLES, json_values
+from .strictjson import strict_json
 
 
 def test_a_new_user_has_an_empty_state() -> None:
@@ -132,3 +148,84 @@ def test_joining_twice_with_one_uuid_is_an_error() -> None:
     users.join("u1", "Alex")
     with pytest.raises(KeyError):
         users.join("u1", "Alex")
+
+
+# ---------------------------------------------------------------- properties
+
+
+class PresenceSnapshots(RuleBasedStateMachine):
+    """Joins, moves and leaves in any order: the snapshot is the model, in JSON."""
+
+    users = Bundle("users")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.presence = Users()
+        self.model: dict[str, dict[str, Any]] = {}
+        #: What a client applying every round's changes has.
+        self.view: dict[str, dict[str, Any]] = {}
+        self.counter = 0
+
+    @rule(target=users, username=st.text(max_size=70))
+    def join(self, username: str) -> str:
+        self.counter += 1
+        uuid = f"user-{self.counter}"
+        self.presence.join(uuid, username)
+        self.model[uuid] = {"username": username, "state": {}}
+        assert self.presence.changed
+        return uuid
+
+    @rule(
+        uuid=users,
+        state=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    )
+    def move(self, uuid: str, state: dict[str, Any]) -> None:
+        if uuid not in self.model:
+            return
+        self.presence.update(uuid, parse_state(json.dumps(state)))
+        self.model[uuid]["state"] = state
+        assert self.presence.changed
+
+    @rule(uuid=consumes(users))
+    def leave(self, uuid: str) -> None:
+        user = self.presence.leave(uuid)
+        assert (user is not None) == (uuid in self.model)
+        self.model.pop(uuid, None)
+
+    @rule()
+    def snapshot_twice(self) -> None:
+        first = self.presence.snapshot()
+        assert self.presence.snapshot() == first
+
+    @rule()
+    def round(self) -> None:
+        """A client that applies each round's changes sees the model."""
+        changes = strict_json(self.presence.take_changes().encode())
+        for uuid, user in changes.get("joined", {}).items():
+            self.view[uuid] = user
+        for uuid, state in changes.get("updated", {}).items():
+            self.view[uuid]["state"] = state
+        for uuid in changes.get("left", []):
+            del self.view[uuid]
+        assert self.view == self.model
+        assert list(self.view) == list(self.model)  # Join order.
+        assert not self.presence.changed
+
+    @invariant()
+    def snapshot_is_valid_json_equal_to_the_model(self) -> None:
+        text = self.presence.snapshot()
+        text.encode("utf-8")
+        value = strict_json(text)
+        assert value == self.model
+        assert list(value) == list(self.model)  # Join order.
+        assert text == encode(self.model)  # Compact, like JSON.stringify.
+        assert len(self.presence) == len(self.model)
+
+
+PresenceSnapshots.TestCase.settings = settings(
+    max_examples=max(10, EXAMPLES // 2),
+    deadline=None,
+    stateful_step_count=30,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_presence_snapshots_are_always_the_model_as_json = PresenceSnapshots.TestCase

@@ -10,7 +10,17 @@ __version__ = "0.1.0"
 
 from .config import Options
 from .connection import Connection, Endpoint
+from .errors import CloseError, HandshakeError
 from .handshake import Request
 from .server import Server
 
-__all__ = ["Connection", "Endpoint", "Options", "Request", "Server", "__version__"]
+__all__ = [
+    "CloseError",
+    "Connection",
+    "Endpoint",
+    "HandshakeError",
+    "Options",
+    "Request",
+    "Server",
+    "__version__",
+]

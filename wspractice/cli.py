@@ -7,22 +7,44 @@ arguments as a list, so tests call it directly.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import logging.config
 import os
 import resource
 import signal
 import ssl
 import sys
 import threading
+import urllib.parse
 from types import FrameType
 
 from . import __version__
-from .config import DEFAULT_MAX_MESSAGE_SIZE, Options
+from .config import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    REDIS_PREFIX,
+    Options,
+    check_allowed_host,
+    check_redis_url,
+)
+from .forwarded import FORWARDED_HEADERS, TrustedProxies
 from .server import Server
 
 logger = logging.getLogger("wspractice")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+#: The logger of http.server's request lines (``--no-access-log``).
+ACCESS_LOGGER = "wspractice.access"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:
@@ -76,6 +98,48 @@ def milliseconds(text: str) -> float:
     return value
 
 
+def allowed_host(text: str) -> str:
+    try:
+        check_allowed_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return text
+
+
+def proxy_addresses(text: str) -> list[str]:
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    try:
+        TrustedProxies.parse(entries)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return entries
+
+
+def redis_url(text: str) -> str:
+    try:
+        check_redis_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def redis_prefix(text: str) -> str:
+    if not REDIS_PREFIX.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to 64 letters, digits or _.:-, got {text!r}"
+        )
+    return text
+
+
+def presence_seconds(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0.5 and 3600 seconds, got {text}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = Options()
     parser = argparse.ArgumentParser(
@@ -86,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
             " and receives everyone's state. ws://HOST:PORT/echo echoes"
             " every message."
         ),
-        epilog="Stop it with Ctrl-C or SIGTERM: open WebSockets are closed with 1001.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Stop it with Ctrl-C or SIGTERM: open WebSockets are closed with"
+        " 1001. A second signal stops it at once.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"wspractice {__version__}"
@@ -112,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--keyfile",
         metavar="PEM",
-        help="private key (PEM), if not in --certfile",
+        help="private key (PEM), if not in --certfile; needs --certfile",
     )
     net.add_argument(
         "--max-connections",
@@ -249,13 +314,71 @@ def build_parser() -> argparse.ArgumentParser:
         " (repeatable; '*' allows every origin). Always allowed: no Origin,"
         " the same origin, and loopback origins on any port",
     )
+    room = parser.add_argument_group(
+        "one room, several processes (docs/scaling.md)",
+        "Every process started with the same --redis and --redis-prefix serves"
+        " one room. Needs the redis package: pip install 'wspractice[redis]'.",
+    )
+    room.add_argument(
+        "--redis",
+        type=redis_url,
+        metavar="URL",
+        help="share the room through this Redis: redis://[:PASSWORD@]HOST[:PORT][/DB]"
+        " or rediss:// for TLS (the password is never logged)",
+    )
+    room.add_argument(
+        "--redis-prefix",
+        type=redis_prefix,
+        metavar="PREFIX",
+        default=defaults.redis_prefix,
+        help="start of every Redis key and channel name: one room per prefix",
+    )
+    room.add_argument(
+        "--presence-timeout",
+        type=presence_seconds,
+        metavar="SECONDS",
+        default=defaults.presence_timeout,
+        help="users of a process that vanished (killed, machine lost) leave"
+        " everyone's view within this time; a process that stops normally"
+        " removes its users at once",
+    )
+    room.add_argument(
+        "--redis-interval",
+        type=milliseconds,
+        metavar="MS",
+        default=defaults.redis_interval,
+        help="publish this process's changes at most every MS milliseconds,"
+        " merged (0: once per broadcast round)",
+    )
+    room.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        default=1,
+        help="run N server processes on the port (SO_REUSEPORT), sharing the"
+        " room through --redis; a worker that dies is restarted",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--log-level",
-        default="info",
         type=str.lower,
         choices=["debug", "info", "warning", "error"],
-        help="debug also logs every state update",
+        help="level of wspractice's own loggers; debug also logs every state"
+        " update (default: info, or what --log-config sets)",
+    )
+    out.add_argument(
+        "--log-config",
+        metavar="FILE",
+        help="configure logging from FILE instead: a .json file is a"
+        " logging.config.dictConfig() dictionary, any other file the INI format"
+        " of logging.config.fileConfig(); loggers it does not name keep working",
+    )
+    out.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"log every plain HTTP request and handshake response (the"
+        f" {ACCESS_LOGGER} logger)",
     )
     out.add_argument(
         "--trace",
@@ -263,6 +386,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="log each upgrade request's line and headers as http.server parsed"
         " them, the 101 response as sent, how Sec-WebSocket-Accept is computed,"
         " and every frame both ways (opcode, FIN, RSV, mask, length, a preview)",
+    )
+    names = parser.add_argument_group(
+        "host names and proxies (docs/deployment.md)",
+        "Requests for the demo page and WebSocket upgrades must name the server"
+        " in Host: an IP address, localhost, the machine's own name when it"
+        " listens beyond loopback, or an --allowed-host name. Others get 403,"
+        " which stops DNS rebinding.",
+    )
+    names.add_argument(
+        "--allowed-host",
+        action="append",
+        type=allowed_host,
+        metavar="NAME",
+        dest="allowed_hosts",
+        default=[],
+        help="also answer to this name in Host, e.g. the public name behind a"
+        " proxy (repeatable; .example.com: the domain and its subdomains;"
+        " '*': any name)",
+    )
+    names.add_argument(
+        "--forwarded-allow-ips",
+        action="append",
+        type=proxy_addresses,
+        metavar="IPS",
+        dest="forwarded_allow_ips",
+        default=[],
+        help="comma-separated addresses or networks of reverse proxies (e.g."
+        " 127.0.0.1,10.0.0.0/8; '*': any peer) whose --forwarded-header gives"
+        " the client's address for logs and per-address limits; none by"
+        " default",
+    )
+    names.add_argument(
+        "--forwarded-header",
+        choices=FORWARDED_HEADERS,
+        default=Options().forwarded_header,
+        help="the header those proxies set: X-Forwarded-For (nginx, HAProxy,"
+        " most load balancers) or RFC 7239's Forwarded; only this one is read",
     )
     return parser
 
@@ -294,9 +454,16 @@ def options_from_args(args: argparse.Namespace) -> Options:
         handshake_timeout=args.handshake_timeout,
         max_header_size=args.max_header_size,
         allowed_origins=tuple(args.allowed_origins),
+        allowed_hosts=tuple(args.allowed_hosts),
+        forwarded_allow_ips=tuple(ip for ips in args.forwarded_allow_ips for ip in ips),
+        forwarded_header=args.forwarded_header,
         certfile=args.certfile,
         keyfile=args.keyfile,
         trace=args.trace,
+        redis=args.redis,
+        redis_prefix=args.redis_prefix,
+        presence_timeout=args.presence_timeout,
+        redis_interval=args.redis_interval,
         ablate=tuple(name.strip() for name in ablate.split(",") if name.strip()),
     )
 
@@ -328,21 +495,174 @@ def prepare_process(options: Options) -> None:
         )
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class StopNow(BaseException):
+    """A second Ctrl-C or SIGTERM: stop without waiting for anything.
+
+    Not an :class:`Exception`, so that no ``except Exception`` on the way (in
+    :mod:`logging`, say) can swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Stopper:
+    """The handler of Ctrl-C and SIGTERM.
+
+    The first signal stops the server gracefully: it asks ``serve_forever``
+    to return (:meth:`Server.shutdown`, from a thread of its own, since the
+    handler runs in the main thread that serves), and :func:`main` then closes
+    every WebSocket. Nothing is raised in the main thread: an exception there
+    could land inside socketserver's ``process_request``, whose bare
+    ``except`` would close the socket of a connection just handed to its
+    thread. A second signal, while it waits for clients to answer, means "stop
+    now": :class:`StopNow` unwinds whatever the main thread was doing, and
+    :meth:`stop_now` ends the process at once and quietly, killed by that
+    signal, as uvicorn's second Ctrl-C does. The handler itself writes
+    nothing: a signal can arrive in the middle of a write to stderr, which
+    must not be entered again.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stopping = False
+        self.forced = False
+        #: Set once the server is closed: later signals are ignored.
+        self.finished = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.finished or self.forced:
+            return
+        if not self.stopping:
+            self.stopping = True
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            return
+        self.forced = True
+        raise StopNow(signum)
+
+    def stop_now(self, signum: int) -> None:
+        logger.warning(
+            "%s again: stopping now, without waiting for connections to close",
+            signal.Signals(signum).name,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # Not reached: the signal has ended the process.
+
+
+def configure_logging(args: argparse.Namespace) -> str | None:
+    """Set up logging from the options; what is wrong with --log-config, if any."""
+    problem = None
+    if args.log_config is not None:
+        problem = load_log_config(args.log_config)
+    if args.log_config is None or problem is not None:
+        logging.basicConfig(
+            level=(args.log_level or "info").upper(),
+            format=LOG_FORMAT,
+            stream=sys.stderr,
+        )
+    elif args.log_level is not None:
+        logging.getLogger("wspractice").setLevel(args.log_level.upper())
+    if args.trace:  # Trace lines are INFO, whatever --log-level says.
+        logging.getLogger("wspractice.trace").setLevel(logging.INFO)
+    if not args.access_log:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.CRITICAL + 1)
+    return problem
+
+
+def load_log_config(path: str) -> str | None:
+    """Apply a logging configuration file the way uvicorn's --log-config does.
+
+    A ``.json`` file holds a :func:`logging.config.dictConfig` dictionary; any
+    other file is read by :func:`logging.config.fileConfig`. Unlike either
+    function's default, loggers that the file does not name stay enabled
+    (unless a JSON file says ``"disable_existing_loggers": true``).
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        return f"cannot read --log-config {path}: {exc.strerror}"
+    try:
+        if path.lower().endswith(".json"):
+            config = json.loads(text)
+            if not isinstance(config, dict):
+                return f"--log-config {path}: the JSON must be an object"
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+        elif path.lower().endswith((".yaml", ".yml")):
+            return f"--log-config {path}: YAML is not supported; use JSON or INI"
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as exc:  # Each format fails in its own way.
+        return f"--log-config {path}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Rules between options, as usage errors (exit status 2)."""
+    if args.keyfile is not None and args.certfile is None:
+        parser.error(
+            "--keyfile needs --certfile: a private key alone cannot serve"
+            " wss://; give the certificate chain with --certfile"
+        )
+
+
+def unreadable_file(args: argparse.Namespace) -> str | None:
+    """The first of --certfile and --keyfile that cannot be read, and why."""
+    for flag, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return f"cannot read {flag} {path}: {exc.strerror}"
+    return None
+
+
+def page_url(ws_url: str) -> str:
+    """The demo page's ``http://`` (or ``https://``) URL on the same server."""
+    parts = urllib.parse.urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, "/", "", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr
-    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    if args.workers > 1 and args.redis is None:
+        parser.error(
+            f"--workers {args.workers} needs --redis URL: each worker is a"
+            " separate process with its own users, and only Redis makes them"
+            " one room (without it, users on different workers would not see"
+            " each other)"
+        )
+    problem = configure_logging(args)
+    if problem is not None:
+        logger.error("%s", problem)
+        return 1
     options = options_from_args(args)
     prepare_process(options)
-    if options.trace:  # Trace lines are INFO, whatever --log-level says.
-        logging.getLogger("wspractice.trace").setLevel(logging.INFO)
+    problem = unreadable_file(args)
+    if problem is not None:
+        logger.error("%s", problem)
+        return 1
+    if args.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(options, args.workers)
     try:
         server = Server(options)
+    except RuntimeError as exc:  # --redis without the redis package
+        logger.error("%s", exc)
+        return 1
     except ssl.SSLError as exc:
         logger.error("cannot use the certificate or key: %s", exc)
         return 1
@@ -352,20 +672,27 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         logger.error("cannot listen on %s port %s: %s", options.host, options.port, exc)
         return 1
-    # Also SIGINT: a server started in the background by a script inherits
-    # an ignored SIGINT, and Ctrl-C or `kill -INT` must still stop it.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    print(
-        f"WebSocket server is running on port {server.port}: {server.url()}",
-        flush=True,
-    )
+    stopper = Stopper(server)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("shutting down")
-    finally:
-        server.close_connections()
-        server.server_close()
-    logger.info("stopped")
+        try:
+            # Also SIGINT: a server started in the background by a script
+            # inherits an ignored SIGINT, and Ctrl-C or `kill -INT` must
+            # still stop it.
+            signal.signal(signal.SIGTERM, stopper)
+            signal.signal(signal.SIGINT, stopper)
+            url = server.url()
+            print(
+                f"WebSocket server is running on port {server.port}: {url}"
+                f" - demo page: {page_url(url)}",
+                flush=True,
+            )
+            server.serve_forever()
+            logger.info("shutting down")
+        finally:
+            server.close_connections()
+            server.server_close()
+        logger.info("stopped")
+        stopper.finished = True
+    except StopNow as stop:
+        stopper.stop_now(stop.signum)
     return 0

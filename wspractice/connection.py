@@ -103,6 +103,7 @@ class Connection:
         "_timer_at",
         "_timer_generation",
         "_finished",
+        "bytes_received",
         "__weakref__",
     )
 
@@ -145,6 +146,9 @@ class Connection:
         self._timer_generation = 0
         #: The thread is done: nothing more may be written.
         self._finished = False
+        #: Bytes read from the socket (TLS records included), for the
+        #: metrics: written by the reader thread alone.
+        self.bytes_received = 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.request.path} {self.request.peer}>"
@@ -194,6 +198,7 @@ class Connection:
         """Step 2: feed what was read (``b""``: end of stream) to the protocol."""
         now = time.monotonic()
         eof = not data
+        self.bytes_received += len(data)
         with self.lock:
             if self._tls is not None:
                 data = self._tls.feed(data)

@@ -4,17 +4,25 @@
 the server's WebSocket server (:meth:`UpgradeHook.handle_upgrade`), as Node's
 HTTP server emits ``'upgrade'`` for the ``ws`` package; the connection then
 runs in this same thread, the one :class:`~socketserver.ThreadingMixIn`
-started for the request. Everything else is plain HTTP: the demo page, 404,
-405, and refusals with a plain-text reason.
+started for the request. Everything else is plain HTTP: the demo page (for
+the names in ``Host`` that the server answers to), ``/healthz`` and
+``/metrics`` for operators, 404, 405, and refusals with a plain-text reason.
+
+Behind a reverse proxy, the client's address is the one the proxy forwards
+(:mod:`wspractice.forwarded`), when the proxy is trusted: :attr:`RequestHandler.peer`
+and :attr:`RequestHandler.address` are what logs, per-address limits and
+metrics use.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import socket
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -23,7 +31,11 @@ from typing import Protocol, cast
 from . import __version__, assets
 from .config import Options
 from .connection import RECV_SIZE
-from .handshake import is_websocket_request
+from .errors import HandshakeError
+from .forwarded import TrustedProxies, client_address
+from .handshake import HostRule, check_host_header, is_websocket_request
+from .health import Health
+from .metrics import Metrics
 from .tls import TLSFile, TLSLayer
 
 logger = logging.getLogger(__name__)
@@ -43,12 +55,20 @@ class Serving(Protocol):
     options: Options
     tls_context: ssl.SSLContext | None
     websockets: UpgradeHook
+    host_rule: HostRule
+    trusted_proxies: TrustedProxies
+    health: Health
+    metrics: Metrics
 
     def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
         """Run ``callback`` at monotonic time ``when`` (the writer thread)."""
 
 
 access_logger = logging.getLogger("wspractice.access")
+
+#: The operators' paths, which answer any Host (see :meth:`RequestHandler.serve_plain`).
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 
 _NOT_FOUND = (
     "Not found. This is a WebSocket server: connect a WebSocket client to"
@@ -130,6 +150,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = f"wspractice/{__version__}"
     #: TLS for this connection when the server serves wss:// and https://.
     tls: TLSLayer | None = None
+    #: The client's address as a trusted proxy forwarded it, for the
+    #: request being served; None: the socket's peer is the client.
+    forwarded: str | None = None
     _head_deadline: _HeadDeadline
 
     def version_string(self) -> str:
@@ -142,13 +165,31 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     @property
     def peer(self) -> str:
-        """The client's address as logs show it: ``host:port``, ``[v6]:port``."""
+        """The client's address as logs show it: ``host:port``, ``[v6]:port``;
+        behind a trusted proxy, ``client via proxy:port``."""
         host, port = self.client_address[:2]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        socket_peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        client = self.forwarded
+        if client is None:
+            return socket_peer
+        if ":" in client:
+            client = f"[{client}]"
+        return f"{client} via {socket_peer}"
 
     @property
     def address(self) -> str:
-        """The client's address, as per-address limits count it."""
+        """The client's address, as per-address limits count it: the
+        forwarded one behind a trusted proxy."""
+        if self.forwarded is not None:
+            return self.forwarded
+        return str(self.client_address[0])
+
+    def address_string(self) -> str:
+        """http.server's name for the client in its log lines: the address
+        alone, as http.server has it; behind a trusted proxy, :attr:`peer`
+        (``client via proxy:port``)."""
+        if self.forwarded is not None:
+            return self.peer
         return str(self.client_address[0])
 
     # ---------------------------------------------------------- connection
@@ -187,7 +228,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def parse_request(self) -> bool:
-        """http.server's parsing, with a cap on the size of the whole head."""
+        """http.server's parsing, with a cap on the size of the whole head;
+        then the client's address, if a trusted proxy forwards it."""
+        self.forwarded = None  # Each request on a connection says it anew.
         limit = self.serving.options.max_header_size
         if len(self.raw_requestline) > limit:
             self.command, self.requestline = "", ""
@@ -212,6 +255,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         finally:
             self.rfile = rfile
         self._head_deadline.cancel()
+        if parsed:
+            self.forwarded = client_address(
+                str(self.client_address[0]),
+                self.headers.items(),
+                self.serving.trusted_proxies,
+                self.serving.options.forwarded_header,
+            )
         return parsed
 
     def send_error(
@@ -233,16 +283,66 @@ class RequestHandler(BaseHTTPRequestHandler):
         if is_websocket_request(self.header_items()):
             self.serving.websockets.handle_upgrade(self)  # Node's 'upgrade' event.
         else:
-            self.serve_asset()
+            self.serve_plain()
 
     def do_HEAD(self) -> None:
-        self.serve_asset()
+        self.serve_plain()
+
+    def serve_plain(self) -> None:
+        """``/healthz``, ``/metrics``, or the demo page.
+
+        ``/healthz`` and ``/metrics`` answer whatever ``Host`` says: load
+        balancers and Prometheus often ask by IP address or by an internal
+        name, and what they show is counts, not anyone's data.
+        """
+        path = _path_of(self.path)
+        if path == HEALTH_PATH:
+            self.serve_health()
+        elif path == METRICS_PATH:
+            self.serve_metrics()
+        else:
+            self.serve_asset()
+
+    def serve_health(self) -> None:
+        status, report = self.serving.health.check()
+        body = (json.dumps(report, separators=(",", ":")) + "\n").encode("utf-8")
+        self.send_body(status, body, "application/json")
+
+    def serve_metrics(self) -> None:
+        body, content_type = self.serving.metrics.render(self.headers.get("Accept"))
+        self.send_body(HTTPStatus.OK, body, content_type)
+
+    def send_body(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        """Answer with ``body``, never cached (HEAD: the head alone)."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if status >= 500:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def serve_asset(self) -> None:
-        """The demo page at ``/`` and its files under ``/static/``; else 404."""
+        """The demo page at ``/`` and its files under ``/static/``, for the
+        names the server answers to (the Host rule); else 404."""
         asset = assets.find(self.path)
         if asset is None:
             self.reject(HTTPStatus.NOT_FOUND, _NOT_FOUND)
+            return
+        try:
+            check_host_header(self.header_items(), self.serving.host_rule)
+        except HandshakeError as exc:
+            logger.warning(
+                "%s: refused %s %r: %d %s",
+                self.peer,
+                self.command,
+                self.path,
+                exc.status,
+                exc.reason,
+            )
+            self.reject(exc.status, exc.reason)
             return
         self.send_response(HTTPStatus.OK)
         for name, value in assets.headers(asset):
@@ -266,8 +366,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         status: HTTPStatus,
         reason: str,
         headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body.
+
+        Returns the response as it was written (for ``--trace``).
+        """
         body = (reason + "\n").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -275,9 +378,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Connection", "close")
+        # What end_headers() is about to write (http.server's buffer).
+        head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if self.command == "HEAD":
+            return head
+        self.wfile.write(body)
+        return head + body
 
     # ---------------------------------------------------------- WebSocket
 
@@ -313,16 +420,18 @@ class RequestHandler(BaseHTTPRequestHandler):
         """
         sock: socket.socket = self.connection
         sock.setblocking(False)
-        chunks = []
         try:
-            while chunk := self.rfile.read1(RECV_SIZE):
-                chunks.append(chunk)
+            # One call: what the buffer holds (at most its 8 KiB), or else one
+            # read. Reading until the socket is empty would let a client that
+            # keeps sending grow this without limit, before any size limit or
+            # backpressure applies.
+            data = self.rfile.read1(RECV_SIZE) or b""
         except OSError:
-            pass
+            data = b""
         finally:
             sock.setblocking(True)
         self.rfile.close()  # Frees its buffer for the life of the connection.
-        return b"".join(chunks)
+        return data
 
     # ---------------------------------------------------------- logging
 
@@ -332,3 +441,11 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def log_error(self, format: str, *args: object) -> None:
         logger.warning("%s %s", self.address_string(), format % args)
+
+
+def _path_of(target: str) -> str:
+    """The path of a request target, without its query; ``""`` if unreadable."""
+    try:
+        return urllib.parse.urlsplit(target).path
+    except ValueError:
+        return ""

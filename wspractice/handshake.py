@@ -5,7 +5,9 @@ parsed and either returns a :class:`Request` (what the server is about to
 accept) or raises :class:`~wspractice.errors.HandshakeError` with the status
 and a reason a person can act on. :func:`parse_username` is the presence
 app's own rule for its query string. :func:`accept` then lets wsproto compute
-``Sec-WebSocket-Accept`` and negotiate permessage-deflate.
+``Sec-WebSocket-Accept`` and negotiate permessage-deflate. :class:`HostRule`
+and :func:`check_host` say which names in ``Host`` the server answers to, for
+upgrades and for the demo page alike (a guard against DNS rebinding).
 
 Rule: this module decides; it does no I/O and imports neither ``socket``,
 ``threading`` nor ``http.server``. The WebSocket server calls it.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -88,14 +91,18 @@ def check_upgrade(
     headers: Sequence[tuple[str, str]],
     allowed_origins: Sequence[str] = (),
     peer: str = "",
+    *,
+    host_rule: HostRule | None = None,
 ) -> Request:
-    """Apply RFC 6455's rules and the Origin policy.
+    """Apply RFC 6455's rules, the Host rule and the Origin policy.
 
     ``request_version`` is the request line's version (``"HTTP/1.1"``),
     ``target`` its request target as http.server decoded it (latin-1), and
     ``headers`` the request headers in order. The caller has already
     checked that the method is GET. The endpoint's own rules (the presence
-    app's ``username``) come after, in its ``check_request``.
+    app's ``username``) come after, in its ``check_request``. ``host_rule`` is
+    the server's :class:`HostRule`; None accepts every ``Host`` (as the rules
+    alone are tested).
     """
     if request_version != "HTTP/1.1":
         raise HandshakeError(
@@ -132,6 +139,8 @@ def check_upgrade(
         raise HandshakeError(
             HTTPStatus.BAD_REQUEST, "exactly one non-empty Host header is required"
         )
+    if host_rule is not None:
+        check_host(hosts[0], host_rule)
     origins = header_values(headers, "Origin")
     if len(origins) > 1:
         raise HandshakeError(HTTPStatus.BAD_REQUEST, "more than one Origin header")
@@ -312,6 +321,173 @@ def check_origin(origin: str, host: str, allowed_origins: Sequence[str]) -> None
         f"Origin {origin!r} is not allowed: it is neither this server's origin"
         " nor loopback; start the server with --allowed-origin to allow it",
     )
+
+
+# ---------------------------------------------------------------- Host
+
+#: A name in ``Host`` (RFC 3986's reg-name as DNS names use it; ``_`` too,
+#: which container and local network names carry), or a dotted IPv4 address.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+
+#: At most five digits: ``:65535``.
+_PORT = re.compile(r"[0-9]{0,5}")
+
+
+def parse_host(value: str) -> tuple[str, int | None]:
+    """The name and the port of a ``Host`` header value (``host[:port]``).
+
+    The name comes back in one canonical form: lower-case, without the
+    trailing dot of a fully qualified name (``LocalHost.`` is ``localhost``),
+    and an IPv6 address without its brackets and compressed (``[0::1]`` is
+    ``::1``). The port is None when there is none (``host`` or ``host:``).
+    Anything else, such as an IPv6 address without brackets, a user name
+    (``user@host``) or a port over 65535, is a 400.
+    """
+    text = value.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        literal, rest = text[1:end], text[end + 1 :]
+        try:
+            if end < 0:
+                raise ValueError("no closing bracket")
+            name = str(ipaddress.IPv6Address(literal))
+        except ValueError:
+            raise _bad_host(value) from None
+    else:
+        name, colon, port = text.partition(":")
+        rest = colon + port
+        if not _HOST_NAME.fullmatch(name):
+            raise _bad_host(value)
+        name = name.lower().removesuffix(".")
+    if not rest or rest == ":":
+        return name, None
+    if rest[0] != ":" or not _PORT.fullmatch(rest[1:]) or int(rest[1:]) > 65535:
+        raise _bad_host(value)
+    return name, int(rest[1:])
+
+
+def _bad_host(value: str) -> HandshakeError:
+    return HandshakeError(
+        HTTPStatus.BAD_REQUEST,
+        f"the Host header {value!r} is not a host name or address with an"
+        " optional port",
+    )
+
+
+def is_ip_address(name: str) -> bool:
+    """Whether ``name`` (as :func:`parse_host` returns it) is an IP address."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _canonical_name(name: str) -> str:
+    """A name or address as :func:`parse_host` would return it."""
+    name = name.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.removesuffix(".")
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """The names in ``Host`` that the server answers to.
+
+    A web page on a name whose DNS record the page's author controls can make
+    that name resolve to 127.0.0.1 after the page has loaded (DNS rebinding);
+    the browser then treats the server as the page's own origin, and the
+    Origin check alone cannot tell. The name is still in ``Host``, so a
+    server that answers only to names it knows is safe from it.
+
+    Always allowed, whatever the server listens on: every IP address (a page
+    served from an address cannot rebind it), ``localhost`` and
+    ``*.localhost`` (RFC 6761: they never leave the machine). Then ``names``
+    exactly, and ``domains`` with their subdomains; everything when
+    ``any_name``. Build one with :func:`host_rule`.
+    """
+
+    names: frozenset[str] = frozenset()
+    domains: tuple[str, ...] = ()
+    any_name: bool = False
+
+    def allows(self, name: str) -> bool:
+        """Whether the server answers to ``name`` (as :func:`parse_host` gives it)."""
+        if self.any_name or name in self.names:
+            return True
+        if name == "localhost" or name.endswith(".localhost") or is_ip_address(name):
+            return True
+        return any(name == d or name.endswith("." + d) for d in self.domains)
+
+
+def host_rule(
+    listen_host: str,
+    allowed_hosts: Iterable[str] = (),
+    machine_names: Iterable[str] = (),
+) -> HostRule:
+    """The :class:`HostRule` of a server listening on ``listen_host``.
+
+    Besides what every rule allows: ``listen_host`` itself when it is a
+    name; ``machine_names`` (the machine's own host name, which the server
+    looks up) when the server listens beyond loopback, on a specific address
+    or on every interface (``0.0.0.0``, ``::`` or ``""``), since other
+    devices of a local network reach it by that name; and ``allowed_hosts``
+    (``--allowed-host``): a name, ``.example.com`` for that domain and its
+    subdomains, or ``*`` for any name.
+    """
+    names: set[str] = set()
+    domains: list[str] = []
+    listen = _canonical_name(listen_host)
+    if listen in ("", "0.0.0.0", "::"):
+        loopback_only = False
+    elif is_ip_address(listen):
+        loopback_only = ipaddress.ip_address(listen).is_loopback
+    else:
+        names.add(listen)
+        loopback_only = listen == "localhost" or listen.endswith(".localhost")
+    if not loopback_only:
+        names.update(_canonical_name(name) for name in machine_names if name)
+    for allowed in allowed_hosts:
+        if allowed.strip() == "*":
+            return HostRule(frozenset(names), tuple(domains), any_name=True)
+        if allowed.strip().startswith("."):
+            domains.append(_canonical_name(allowed.strip()[1:]))
+        else:
+            names.add(_canonical_name(allowed))
+    return HostRule(frozenset(names), tuple(domains))
+
+
+def check_host(value: str, rule: HostRule) -> None:
+    """Refuse a ``Host`` header that the server does not answer to.
+
+    A malformed value is a 400 (:func:`parse_host`); a name that ``rule``
+    does not allow is a 403 whose reason says how to allow it. The reason
+    names no allowed name: whoever sent the request learns nothing of the
+    server's configuration.
+    """
+    name, _ = parse_host(value)
+    if not rule.allows(name):
+        shown = f"[{name}]" if ":" in name else name
+        raise HandshakeError(
+            HTTPStatus.FORBIDDEN,
+            f"Host {value.strip()!r} is not a name of this server; if it is,"
+            f" start the server with --allowed-host {shown} (other names are"
+            " refused to guard against DNS rebinding)",
+        )
+
+
+def check_host_header(headers: Sequence[tuple[str, str]], rule: HostRule) -> None:
+    """:func:`check_host` for a plain HTTP request, whose ``Host`` may be
+    missing (HTTP/1.0; a browser always sends one); two are a 400."""
+    hosts = header_values(headers, "Host")
+    if len(hosts) > 1:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, "more than one Host header")
+    if hosts:
+        check_host(hosts[0], rule)
 
 
 # ---------------------------------------------------------------- accept

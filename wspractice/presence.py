@@ -62,12 +62,22 @@ class Visitor:
 class PresenceApp:
     """Who is connected and where their cursor is, shared with everyone."""
 
-    def __init__(self, options: Options, call_at: Scheduler, gate: Gate) -> None:
+    def __init__(
+        self,
+        options: Options,
+        call_at: Scheduler,
+        gate: Gate,
+        users: Users | None = None,
+    ) -> None:
         self.options = options
         #: The tutorial's ``connections``: uuid -> open connection.
         self.connections: dict[str, Connection] = {}
-        #: The tutorial's ``users``: uuid -> { username, state }.
-        self.users = Users()
+        #: The tutorial's ``users``: uuid -> { username, state }. In memory,
+        #: or the whole room shared through Redis (``--redis``: a
+        #: :class:`~wspractice.shared_users.SharedUsers`, which also holds
+        #: other processes' users; they are in ``users``, not in
+        #: ``connections``).
+        self.users = users if users is not None else Users()
         #: Guards ``connections``, ``users`` and the round numbers. Never
         #: held while sending.
         self.lock = threading.Lock()
@@ -82,6 +92,11 @@ class PresenceApp:
         )
         #: Coalesced broadcast rounds (see :mod:`wspractice.fanout`).
         self.rounds = Rounds(self.broadcast, clock, call_at, gate)
+
+    @property
+    def rounds_sent(self) -> int:
+        """Rounds that sent something so far: each numbers its messages."""
+        return self._version
 
     def check_request(self, request: Request) -> str | None:
         """Before the upgrade: ``?username=`` must be there, and valid; the

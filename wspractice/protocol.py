@@ -108,6 +108,10 @@ class Protocol:
         "compressed",
         "abort_reason",
         "close_code",
+        "messages_received",
+        "bytes_sent",
+        "broadcasts_sent",
+        "broadcasts_merged",
         "_options",
         "_seal",
         "_events",
@@ -144,8 +148,18 @@ class Protocol:
         #: Why the connection must be dropped now (the shell resets it); None
         #: while it may go on.
         self.abort_reason: str | None = None
-        #: The code of the close frame we sent, once we sent one.
+        #: The code of the close frame we sent, once we sent one (when the
+        #: client closed first, the code we echoed).
         self.close_code: int | None = None
+        # Totals for the metrics: written under the caller's lock, read by
+        # a scrape without it (a read may lag, never go back).
+        #: Whole messages handed to the application.
+        self.messages_received = 0
+        #: Bytes written to the socket (TLS records included).
+        self.bytes_sent = 0
+        #: Broadcasts written, and those replaced by a newer one unsent.
+        self.broadcasts_sent = 0
+        self.broadcasts_merged = 0
         self._options = options
         self._seal = seal
         self._events: Any = None  # wsproto's event generator, while it has more.
@@ -225,6 +239,8 @@ class Protocol:
         before a close frame that came in the same read is handled.
         """
         while True:
+            if self.abort_reason is not None:
+                return None  # Dropped: nothing the client sent counts any more.
             if self._events is None:
                 if not self._feed():
                     return None
@@ -236,6 +252,7 @@ class Protocol:
             if isinstance(event, Message):
                 message = self._assemble(event)
                 if message is not None:
+                    self.messages_received += 1
                     return message
             else:
                 self._handle_control(event)
@@ -321,6 +338,7 @@ class Protocol:
             if state is ConnectionState.REMOTE_CLOSING:
                 # The client started the closing handshake: answer it.
                 logger.debug("the client closed with %s", event.code)
+                self.close_code = event.code
                 self._send_frame(self.ws.send(event.response()))
             elif state is ConnectionState.OPEN:
                 # wsproto could not parse what the client sent (its
@@ -363,7 +381,11 @@ class Protocol:
             return
         self._broadcast_version = broadcast.version
         waiting = self._broadcast
-        self._broadcast = broadcast if waiting is None else waiting.merged(broadcast)
+        if waiting is None:
+            self._broadcast = broadcast
+        else:
+            self._broadcast = waiting.merged(broadcast)
+            self.broadcasts_merged += 1
 
     def send_sealed(self, data: bytes) -> None:
         """Queue bytes that are ready for the wire (TLS records made on reading)."""
@@ -420,6 +442,7 @@ class Protocol:
                 frame = self._seal(frame)
             data = frame
             self._queued_bytes += len(data)
+            self.broadcasts_sent += 1
         else:
             return None
         self._wire = memoryview(data)
@@ -431,6 +454,7 @@ class Protocol:
         if wire is None:
             return
         self._queued_bytes -= size
+        self.bytes_sent += size
         if size == len(wire):
             self._wire = None
             self._stalled_since = None

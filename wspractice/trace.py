@@ -2,15 +2,20 @@
 
 With ``--trace`` the server logs, for each WebSocket connection:
 
-* the upgrade request as it arrived and the ``101 Switching Protocols``
-  response as it left, with how ``Sec-WebSocket-Accept`` was computed from
-  ``Sec-WebSocket-Key`` (SHA-1 of the key and RFC 6455's GUID, in base64);
+* the upgrade request as http.server parsed it, and the answer as it left:
+  the ``101 Switching Protocols`` response, with how ``Sec-WebSocket-Accept``
+  was computed from ``Sec-WebSocket-Key`` (SHA-1 of the key and RFC 6455's
+  GUID, in base64), or a refusal, with the rule it broke;
 * every frame in both directions: FIN, the RSV bits, the opcode, whether it
   is masked (and with which key), the payload length, the header bytes and a
   short preview of the payload.
 
+Every line is labelled with the client's address and port, ``[ip:port]``,
+and reads from the server's point of view: ``recv`` is what the server
+received from the client, ``sent`` what it sent to the client.
+
 Everything goes to the ``wspractice.trace`` logger at INFO. With tracing off
-(the default) no :class:`ConnectionTracer` exists and the session's hooks
+(the default) no :class:`ConnectionTracer` exists and the connection's hooks
 are one ``is not None`` test each.
 
 Rule: wsproto owns the protocol. This module builds no frame and computes no
@@ -26,6 +31,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Iterable
+from http import HTTPStatus
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import (
@@ -228,6 +234,19 @@ class ConnectionTracer:
         self._inbound = _Direction(label, from_client=True, compressed=compressed)
         self._outbound = _Direction(label, from_client=False, compressed=compressed)
 
+    def refused(self, status: int, reason: str, response: bytes) -> None:
+        """A refused handshake: the broken rule, then ``response`` (head and
+        body) as it was written."""
+        label = self.label
+        phrase = HTTPStatus(status).phrase
+        logger.info("%s refuse %d %s: %s", label, status, phrase, reason)
+        head, _, body = response.partition(b"\r\n\r\n")
+        for line in head.decode("latin-1").split("\r\n"):
+            logger.info("%s sent %s", label, line)
+        logger.info("%s sent (empty line: the body follows)", label)
+        text = body.decode("utf-8", "replace")
+        logger.info("%s sent body, %d bytes: %r", label, len(body), text)
+
     # ------------------------------------------------------------ frames
 
     def received(self, data: bytes) -> None:
@@ -238,6 +257,7 @@ class ConnectionTracer:
             self._inbound.feed(bytes(data))
 
     def sent(self, data: bytes | bytearray | memoryview) -> None:
-        """Bytes the socket took, in the order it took them."""
+        """Frames the server sends the client, in the order they go out
+        (before TLS), as they are queued for the socket."""
         if data and self._outbound is not None:
             self._outbound.feed(bytes(data))

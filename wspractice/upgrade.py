@@ -5,8 +5,9 @@ This is the Node tutorial's ``new WebSocketServer({ server })``. In Node, the
 ``handleUpgrade`` → ``completeUpgrade`` → ``'connection'``. Here the HTTP
 request handler calls :meth:`WebSocketServer.handle_upgrade`, which:
 
-1. checks the request against RFC 6455 (:func:`~wspractice.handshake.check_upgrade`)
-   and the endpoint's own rules (the presence app's ``username``);
+1. checks the request against RFC 6455 and the server's Host rule
+   (:func:`~wspractice.handshake.check_upgrade`) and the endpoint's own
+   rules (the presence app's ``username``);
 2. admits it (``--max-connections-per-address``, ``--max-connections``, not
    while shutting down);
 3. answers ``101 Switching Protocols``, with ``Sec-WebSocket-Accept`` and
@@ -19,6 +20,11 @@ Endpoints are found by path: ``/echo`` is the echo endpoint and any other
 path the presence app, unless :meth:`WebSocketServer.add_endpoint` adds more.
 An endpoint that broadcasts comes with the fan-out gate its readers take turns
 at (see :mod:`wspractice.fanout`); the others need none.
+
+It also keeps the totals that ``/metrics`` shows (:meth:`WebSocketServer.statistics`):
+what happened to upgrades and closes is counted under its lock, which those
+moments take anyway; what flows on a connection is counted by the connection
+(plain integers, without a lock of their own) and added up when asked.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,7 +44,7 @@ from .config import Options
 from .connection import Connection, Endpoint
 from .errors import HandshakeError
 from .fanout import NO_GATE, Gate
-from .handshake import accept, check_upgrade
+from .handshake import HostRule, accept, check_upgrade
 from .protocol import Protocol as WebSocketProtocol
 from .protocol import Seal
 from .trace import ConnectionTracer
@@ -48,6 +56,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Header = tuple[str, str]
+
+#: The label of the endpoint that serves every path not added (the presence app).
+DEFAULT_ENDPOINT_NAME = "presence"
+
+#: What flows on connections, in :class:`Statistics`' order.
+TRAFFIC = (
+    "messages_received",
+    "bytes_received",
+    "bytes_sent",
+    "broadcasts_sent",
+    "broadcasts_merged",
+)
 
 
 class Exchange(Protocol):
@@ -74,14 +94,47 @@ class Exchange(Protocol):
 
     def reject(
         self, status: HTTPStatus, reason: str, headers: tuple[Header, ...] = ()
-    ) -> None:
-        """Answer with ``status`` and ``reason`` as a plain-text body."""
+    ) -> bytes:
+        """Answer with ``status`` and ``reason`` as a plain-text body; the
+        response as sent."""
 
     def switch_protocols(
         self, headers: list[Header]
     ) -> tuple[socket.socket, bytes, bytes]:
         """Send the 101 with ``headers``; the socket, the response head as
         sent, and the bytes the client sent after its request."""
+
+
+@dataclass
+class Statistics:
+    """The WebSocket server's totals at one moment; by endpoint name where
+    a mapping is keyed by ``str``."""
+
+    #: Open connections.
+    open: dict[str, int] = field(default_factory=dict)
+    #: Upgrades accepted (``101``) since the start.
+    opened: dict[str, int] = field(default_factory=dict)
+    #: Upgrades refused, by HTTP status.
+    refused: dict[int, int] = field(default_factory=dict)
+    #: Connections ended, by endpoint and close code (1006: no close frame).
+    closes: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: What flowed, by endpoint: one of :data:`TRAFFIC` each.
+    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Client addresses with a WebSocket open or opening, and the most one has.
+    addresses: int = 0
+    busiest_address: int = 0
+
+
+def _traffic(connection: Connection) -> tuple[int, ...]:
+    """What has flowed on ``connection`` so far, in :data:`TRAFFIC`'s order."""
+    protocol = connection.protocol
+    return (
+        protocol.messages_received,
+        connection.bytes_received,
+        protocol.bytes_sent,
+        protocol.broadcasts_sent,
+        protocol.broadcasts_merged,
+    )
 
 
 class WebSocketServer:
@@ -94,15 +147,25 @@ class WebSocketServer:
         default: Endpoint,
         *,
         gate: Gate = NO_GATE,
+        host_rule: HostRule | None = None,
     ) -> None:
         self.options = options
         self._writer = writer
         #: The endpoint for every path not added, and its gate.
         self._default = (default, gate)
         self._endpoints: dict[str, tuple[Endpoint, Gate]] = {}
-        #: Guards ``clients``, ``_admitted``, ``_per_address`` and
-        #: ``shutting_down``.
+        #: The names in ``Host`` that upgrades may use; None: any.
+        self.host_rule = host_rule
+        #: Guards ``clients``, ``_admitted``, ``_per_address``,
+        #: ``shutting_down`` and the totals below.
         self._lock = threading.Condition()
+        #: Each open connection's endpoint name (the metrics' label).
+        self._names: dict[Connection, str] = {}
+        self._opened: Counter[str] = Counter()
+        self._refused: Counter[int] = Counter()
+        self._closes: Counter[tuple[str, int]] = Counter()
+        #: What flowed on connections that have ended, by endpoint name.
+        self._ended: dict[str, list[int]] = {}
         #: Every open connection (Node's ``wsServer.clients``).
         self.clients: set[Connection] = set()
         #: Upgrades admitted: open connections and handshakes about to be.
@@ -117,13 +180,20 @@ class WebSocketServer:
     ) -> None:
         """Serve ``endpoint`` at ``path`` (exactly; the query string aside).
 
-        An endpoint that broadcasts passes its fan-out gate.
+        An endpoint that broadcasts passes its fan-out gate. The metrics
+        label the endpoint's connections with ``path``.
         """
+        if not path.startswith("/"):
+            raise ValueError(f"an endpoint's path starts with '/', got {path!r}")
         self._endpoints[path] = (endpoint, gate)
 
     def endpoint(self, path: str) -> tuple[Endpoint, Gate]:
         """The endpoint that serves ``path``, and its gate."""
         return self._endpoints.get(path, self._default)
+
+    def endpoint_name(self, path: str) -> str:
+        """The metrics' label of the endpoint that serves ``path``."""
+        return path if path in self._endpoints else DEFAULT_ENDPOINT_NAME
 
     # ------------------------------------------------------------ upgrade
 
@@ -142,6 +212,7 @@ class WebSocketServer:
                 headers,
                 options.allowed_origins,
                 exchange.peer,
+                host_rule=self.host_rule,
             )
             endpoint, gate = self.endpoint(request.path)
             subprotocol = endpoint.check_request(request)
@@ -153,14 +224,22 @@ class WebSocketServer:
                 exc.status,
                 exc.reason,
             )
-            exchange.reject(exc.status, exc.reason, exc.headers)
+            with self._lock:
+                self._refused[exc.status] += 1
+            response = exchange.reject(exc.status, exc.reason, exc.headers)
+            if tracer is not None:
+                tracer.refused(exc.status, exc.reason, response)
             return
         address = exchange.address
         refusal = self._admit(address)
         if refusal is not None:
             status, reason = refusal
+            with self._lock:
+                self._refused[status] += 1
             logger.warning("refused a WebSocket from %s: %s", exchange.peer, reason)
-            exchange.reject(status, reason, (("Retry-After", "5"),))
+            response = exchange.reject(status, reason, (("Retry-After", "5"),))
+            if tracer is not None:
+                tracer.refused(status, reason, response)
             return
         try:
             response_headers, extensions = accept(
@@ -191,17 +270,27 @@ class WebSocketServer:
             if trailing:  # Frames that came with the handshake.
                 if tracer is not None:
                     tracer.received(trailing)
+                connection.bytes_received += len(trailing)
                 protocol.receive_data(trailing, time.monotonic())
+            name = self.endpoint_name(request.path)
             with self._lock:
                 self.clients.add(connection)
+                self._names[connection] = name
+                self._opened[name] += 1
                 late = self.shutting_down  # close_all() has not seen it.
             if late:
                 connection.close(CloseReason.GOING_AWAY, "server shutting down")
             try:
                 connection.run()
             finally:
+                code = protocol.close_code or CloseReason.ABNORMAL_CLOSURE
                 with self._lock:
                     self.clients.discard(connection)
+                    del self._names[connection]
+                    self._closes[name, int(code)] += 1
+                    ended = self._ended.setdefault(name, [0] * len(TRAFFIC))
+                    for i, value in enumerate(_traffic(connection)):
+                        ended[i] += value
                     self._lock.notify_all()
         finally:
             with self._lock:
@@ -235,6 +324,42 @@ class WebSocketServer:
             self._admitted += 1
             self._per_address[address] = mine + 1
             return None
+
+    # ------------------------------------------------------------ metrics
+
+    def open_count(self) -> int:
+        """How many WebSockets are open."""
+        with self._lock:
+            return len(self.clients)
+
+    def statistics(self) -> Statistics:
+        """The totals now: the counts under the lock, what flows on open
+        connections read from them after (each value may lag by the
+        messages in flight, and never goes back)."""
+        names = [DEFAULT_ENDPOINT_NAME, *self._endpoints]
+        with self._lock:
+            live = list(self._names.items())
+            ended = {name: list(values) for name, values in self._ended.items()}
+            stats = Statistics(
+                open={name: 0 for name in names},
+                opened={name: self._opened[name] for name in names},
+                refused=dict(self._refused),
+                closes=dict(self._closes),
+                addresses=len(self._per_address),
+                busiest_address=max(self._per_address.values(), default=0),
+            )
+        for name in names:
+            ended.setdefault(name, [0] * len(TRAFFIC))
+        for connection, name in live:
+            stats.open[name] = stats.open.get(name, 0) + 1
+            totals = ended.setdefault(name, [0] * len(TRAFFIC))
+            for i, value in enumerate(_traffic(connection)):
+                totals[i] += value
+        stats.traffic = {
+            name: dict(zip(TRAFFIC, values, strict=True))
+            for name, values in ended.items()
+        }
+        return stats
 
     # ------------------------------------------------------------ shutdown
 

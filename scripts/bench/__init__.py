@@ -5,7 +5,7 @@
 
 Set up once, from the repository's root (the benchmark installs nothing):
 
-    pip install -e '.[bench]' && npm ci --prefix scripts/bench
+    pip install -e . --group bench && npm ci --prefix scripts/bench
 
 Every server is started fresh for every measurement, on a free port, and
 driven by the Node load generator ``scripts/bench/loadgen.js`` (the ``ws``

@@ -18,7 +18,7 @@ from .machine import git_commit, machine_info, versions
 from .pinning import parse_pin
 from .records import JSON
 from .report import report_again, write_report
-from .scenarios import DEFAULT, OPTIONAL, SCENARIOS, planned_runs
+from .scenarios import DEFAULT_SCENARIOS, OPTIONAL, SCENARIOS, planned_runs
 from .servers import (
     PEER_NAMES,
     ROOT,
@@ -51,6 +51,9 @@ QUICK: dict[str, object] = {
     "room_grace": 2.0,
     "verify_wait": 5.0,
     "settle_wait": 5.0,
+    "shared_users": [10],
+    "shared_capacity": [20],
+    "shared_repeat": 1,
 }
 
 VARIANT_HELP = """\
@@ -110,6 +113,14 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         " with more than two cores)",
     ),
     ("load", "--connect-concurrency", int, 100, "N", "connections opened at once"),
+    (
+        "load",
+        "--shared-repeat",
+        int,
+        3,
+        "N",
+        "shared scenario: runs of each measurement, the layouts taking turns",
+    ),
     (
         "load",
         "--connect-deadline",
@@ -306,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--scenarios",
         type=csv_list(list(SCENARIOS)),
-        default=list(DEFAULT),
+        default=list(DEFAULT_SCENARIOS),
         metavar="LIST",
         help="comma-separated scenarios: "
         + ", ".join(SCENARIOS)
@@ -350,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="presence: the clients' formats, each a run per size and server:"
         " full (the tutorial's whole map) and delta (every client on the"
         " wspractice-delta subprotocol; wspractice only) (full)",
+    )
+    groups["load"].add_argument(
+        "--shared-users",
+        type=int_list,
+        default=[25, 100],
+        metavar="LIST",
+        help="shared scenario: user counts for the Redis hop (25,100)",
+    )
+    groups["load"].add_argument(
+        "--shared-capacity",
+        type=int_list,
+        default=[50, 100, 150, 200, 300, 400, 500],
+        metavar="LIST",
+        help="shared scenario: user counts tried for capacity, in turn, until"
+        " p99 > 50 ms or an update is lost (50,100,150,200,300,400,500)",
     )
     groups["load"].add_argument(
         "--keep-going",

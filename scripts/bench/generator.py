@@ -33,9 +33,6 @@ class Measured(Protocol):
     @property
     def url(self) -> str: ...
 
-    @property
-    def pid(self) -> int | None: ...
-
     def cpu_seconds(self) -> float | None: ...
 
     def rss_kib(self) -> int | None: ...
@@ -61,7 +58,7 @@ class GeneratorRun:
     #: Its SCHED_RR priority if it ran as a real-time process.
     generator_realtime: int | None = None
     #: The 1-minute load average at the end of the window.
-    machine_load: float | None = None
+    window_load: float | None = None
     #: Over the window, in cores: time the server's and the generator's
     #: threads were ready to run but waited for a CPU (see run_queue_wait).
     server_cpu_wait: float | None = None
@@ -190,6 +187,8 @@ def _follow(
     deadline = time.monotonic() + timeout
     window_start: tuple[float, float] | None = None
     waits: tuple[float, dict[str, int] | None, dict[str, int] | None] | None = None
+    # One process (not a room of several): its threads' waiting for a CPU.
+    server_pid: int | None = getattr(server, "pid", None)
     server_gone_at: float | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -223,7 +222,7 @@ def _follow(
             run.server_rss_start_kb = server.rss_kib()
             waits = (
                 time.monotonic(),
-                run_queue_waits(server.pid),
+                run_queue_waits(server_pid),
                 run_queue_waits(generator_pid),
             )
         elif kind == "measure_end":
@@ -232,11 +231,11 @@ def _follow(
                 run.server_cpu_window = cpu - cpu0
                 run.server_cpu_cores = (cpu - cpu0) / (time.monotonic() - t0)
             run.server_rss_end_kb = server.rss_kib()
-            run.machine_load = round(os.getloadavg()[0], 2)
+            run.window_load = round(os.getloadavg()[0], 2)
             if waits is not None:
                 t0, server0, generator0 = waits
                 seconds = time.monotonic() - t0
-                server1 = waited(server0, run_queue_waits(server.pid))
+                server1 = waited(server0, run_queue_waits(server_pid))
                 generator1 = waited(generator0, run_queue_waits(generator_pid))
                 if server1 is not None and seconds:
                     run.server_cpu_wait = round(server1 / seconds, 3)

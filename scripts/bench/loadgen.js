@@ -238,6 +238,10 @@ class PresenceClient {
     this.uuid = null
     this.open = false
     this.ws = null
+    // --peer-offset: another user whose updates this one also times.
+    this.peer = null
+    this.peerAcked = 0
+    this.peerHint = 0
   }
 
   connect (url) {
@@ -278,6 +282,7 @@ class PresenceClient {
       w.errors.add('binary message from the server')
       return
     }
+    if (this.peer !== null) this.onPeer(data, t)
     // Find our own entry: near where it was last time, else anywhere.
     const needle = this.needle
     let p = data.indexOf(needle, this.hint > 4096 ? this.hint - 4096 : 0)
@@ -316,6 +321,31 @@ class PresenceClient {
     this.acked = seq
   }
 
+  /** --peer-offset: time the peer's updates as this client sees them. */
+  onPeer (data, t) {
+    const peer = this.peer
+    const needle = peer.needle
+    let p = data.indexOf(needle, this.peerHint > 4096 ? this.peerHint - 4096 : 0)
+    if (p < 0 && this.peerHint > 4096) p = data.indexOf(needle)
+    if (p < 0) return
+    this.peerHint = p
+    let i = p + needle.length
+    let seq = 0
+    for (let c = data[i]; c >= 0x30 && c <= 0x39; c = data[++i]) seq = seq * 10 + (c - 0x30)
+    if (seq <= this.peerAcked || seq > peer.seq) return
+    const hist = this.worker.peerLatency
+    for (let s = this.peerAcked + 1; s <= seq; s++) {
+      if (s >= peer.firstMeasured && s <= peer.lastMeasured) hist.record(t - peer.sentAt[s])
+    }
+    this.peerAcked = seq
+  }
+
+  get peerLost () {
+    const peer = this.peer
+    if (peer === null || peer.lastMeasured < peer.firstMeasured) return 0
+    return Math.max(0, peer.lastMeasured - Math.max(this.peerAcked, peer.firstMeasured - 1))
+  }
+
   /** The entry starts with "<uuid>":{ just before "username". */
   learnUuid (data, p) {
     const start = p - 40
@@ -339,6 +369,16 @@ class PresenceWorker {
     this.cfg = cfg
     this.clients = []
     for (let i = from; i < to; i++) this.clients.push(new PresenceClient(this, i, cfg))
+    // --peer-offset K: client j also times client j + K of this worker.
+    const n = this.clients.length
+    this.peerCrossing = 0
+    if (cfg.peerOffset > 0 && n > 1) {
+      this.clients.forEach((c, j) => {
+        c.peer = this.clients[(j + cfg.peerOffset) % n]
+        if (c.peer.index % cfg.urls.length !== c.index % cfg.urls.length) this.peerCrossing++
+      })
+    }
+    this.peerLatency = new Histogram()
     this.errors = new ErrorCounts()
     this.latency = new Histogram()
     this.sendLag = new Histogram()
@@ -357,7 +397,9 @@ class PresenceWorker {
   async connect (concurrency, deadline) {
     const stats = newConnectStats()
     const c = this.clients
-    await connectAll(c.length, concurrency, (i) => c[i].connect(this.cfg.url), stats, deadline)
+    // Several --url values: client i connects to the (i mod count)th.
+    const urls = this.cfg.urls
+    await connectAll(c.length, concurrency, (i) => c[i].connect(urls[c[i].index % urls.length]), stats, deadline)
     this.errors.merge(stats.errors.counts)
     return stats
   }
@@ -415,12 +457,14 @@ class PresenceWorker {
 
   /** In the grace period: whether some measured update has not shown up yet. */
   waiting () {
-    return this.clients.some((c) => c.open && c.lost > 0)
+    return this.clients.some((c) => c.open && (c.lost > 0 || c.peerLost > 0))
   }
 
   result () {
     let lost = 0
     let measured = 0
+    let peerLost = 0
+    let peerMeasured = 0
     let uuids = 0
     const distinct = new Set()
     for (const c of this.clients) {
@@ -429,9 +473,21 @@ class PresenceWorker {
         measured += c.lastMeasured - c.firstMeasured + 1
       }
       if (c.uuid) { uuids += 1; distinct.add(c.uuid) }
+      if (c.peer !== null) {
+        peerLost += c.peerLost
+        const p = c.peer
+        if (p.lastMeasured >= p.firstMeasured && p.firstMeasured > 0) {
+          peerMeasured += p.lastMeasured - p.firstMeasured + 1
+        }
+      }
     }
     return {
       latency: this.latency.toJSON(),
+      peer_latency: this.peerLatency.toJSON(),
+      peer_updates_measured: peerMeasured,
+      peer_updates_lost: peerLost,
+      peer_pairs: this.cfg.peerOffset > 0 ? this.clients.length : 0,
+      peer_pairs_crossing: this.peerCrossing,
       send_lag: this.sendLag.toJSON(),
       updates_sent: this.sent,
       updates_measured: measured,
@@ -1676,7 +1732,9 @@ const HELP = `usage: node loadgen.js SCENARIO --url ws://HOST:PORT [options]
 SCENARIO is presence, room, echo, handshake or idle.
 
 options (defaults in brackets):
-  --url URL               server base URL, without a path [ws://127.0.0.1:8000]
+  --url URL               server base URL, without a path [ws://127.0.0.1:8000];
+                          several, comma-separated: presence client i connects
+                          to the (i mod count)th (one room over several processes)
   --clients N             users (presence), clients (echo), loops (handshake)
                           or connections (idle) [10]
   --rate HZ               presence: updates per second per user [20]
@@ -1698,6 +1756,9 @@ options (defaults in brackets):
   --concurrency N         connections opened at once [100]
   --connect-timeout S     per-connection handshake timeout [10]
   --connect-deadline S    start no connection after this many seconds [60]
+  --peer-offset K         presence: each user also times the updates of the user
+                          K places after it (in its worker), as seen by it:
+                          peer_latency, peer_updates_lost [0: off]
 
 Output: JSON lines on stdout, ending with {"event": "result", ...}.`
 
@@ -1717,6 +1778,7 @@ function parseArgs (argv) {
     concurrency: 100,
     connectTimeout: 10,
     connectDeadline: 60,
+    peerOffset: 0,
     movers: -1,
     deltaMovers: 0,
     deltaIdle: 0,
@@ -1738,6 +1800,7 @@ function parseArgs (argv) {
     '--concurrency': 'concurrency',
     '--connect-timeout': 'connectTimeout',
     '--connect-deadline': 'connectDeadline',
+    '--peer-offset': 'peerOffset',
     '--movers': 'movers',
     '--delta-movers': 'deltaMovers',
     '--delta-idle': 'deltaIdle',
@@ -1753,7 +1816,8 @@ function parseArgs (argv) {
     if (Number.isNaN(cfg[key])) throw new Error(`${argv[i]} needs a number, got ${value}`)
   }
   if (!WORKERS[cfg.scenario]) throw new Error(`unknown scenario ${cfg.scenario}`)
-  cfg.url = cfg.url.replace(/\/+$/, '')
+  cfg.urls = cfg.url.split(',').map((u) => u.replace(/\/+$/, ''))
+  cfg.url = cfg.urls[0]
   cfg.users = cfg.clients
   cfg.workers = Math.max(1, Math.min(cfg.workers, cfg.clients))
   return cfg
@@ -1947,6 +2011,15 @@ function mergeResults (cfg, done) {
       uuids_learned: learned,
       uuids_distinct: uuids.size
     })
+    if (cfg.peerOffset > 0) {
+      Object.assign(out, {
+        peer_latency: hist('peer_latency').summary(),
+        peer_updates_measured: sum('peer_updates_measured'),
+        peer_updates_lost: sum('peer_updates_lost'),
+        peer_pairs: sum('peer_pairs'),
+        peer_pairs_crossing: sum('peer_pairs_crossing')
+      })
+    }
     out.generator.send_lag = sendLag.summary()
     if (cfg.scenario === 'room') out.room = mergeRoom(done)
   } else if (cfg.scenario === 'echo') {

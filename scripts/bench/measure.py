@@ -97,7 +97,7 @@ def finish_record(record: Record, server: Server, run: GeneratorRun | None) -> N
     record.generator_seconds = round(run.seconds, 2)
     record.generator_nice = run.generator_nice
     record.generator_realtime = run.generator_realtime
-    record.machine_load = run.machine_load
+    record.window_load = run.window_load
     record.server_cpu_wait = run.server_cpu_wait
     record.generator_cpu_wait = run.generator_cpu_wait
     if run.error:

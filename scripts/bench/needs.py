@@ -3,9 +3,10 @@
 The benchmark installs nothing. Everything it needs comes from one command,
 run once from the repository's root::
 
-    pip install -e '.[bench]' && npm ci --prefix scripts/bench
+    pip install -e . --group bench && npm ci --prefix scripts/bench
 
-(the ``bench`` extra of setup.cfg: the Python peers and matplotlib; ``ws``
+(the ``bench`` dependency group of pyproject.toml, pip 25.1 or newer: the
+Python peers and matplotlib; ``ws``
 and ``uuid`` at the versions pinned in ``scripts/bench/package-lock.json``).
 When something is missing, the run stops before measuring anything, says
 what is missing and which command brings it, and exits with status 2.
@@ -28,7 +29,7 @@ from pathlib import Path
 from .context import say
 from .servers import BENCH, PYTHON_PACKAGES, ROOT, ServerSpec
 
-SETUP = "pip install -e '.[bench]' && npm ci --prefix scripts/bench"
+SETUP = "pip install -e . --group bench && npm ci --prefix scripts/bench"
 NODE_PACKAGES = ("ws", "uuid")
 NODE_MAJOR = 18
 
@@ -118,7 +119,7 @@ def check(specs: list[ServerSpec], plot: bool) -> str:
             if fix not in fixes:
                 fixes.append(fix)
 
-    pip = f"{shlex.quote(sys.executable)} -m pip install -e '.[bench]'"
+    pip = f"{shlex.quote(sys.executable)} -m pip install -e . --group bench"
     attempt(node_version, "")
     attempt(node_packages, "npm ci --prefix scripts/bench")
     attempt(lambda: python_modules(modules(specs, plot)), pip)

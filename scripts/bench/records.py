@@ -51,7 +51,7 @@ class Record:
     errors: dict[str, int] = field(default_factory=dict)
     #: The machine's 1-minute load average at the end of the measured window
     #: (on a shared machine: how many others wanted the cores meanwhile).
-    machine_load: float | None = None
+    window_load: float | None = None
     #: Over the measured window, in cores: time the server's threads and the
     #: generator's were ready to run but waited for a CPU that others held.
     server_cpu_wait: float | None = None
@@ -136,6 +136,28 @@ class PresenceRecord(Record):
 
 
 @dataclass
+class SharedRecord(PresenceRecord):
+    """A run of the shared scenario: one room over several processes."""
+
+    processes: int | None = None
+    #: The next user's updates as each user sees them (--peer-offset 1).
+    peer_latency: JSON | None = None
+    peer_updates_measured: int | None = None
+    peer_updates_lost: int | None = None
+    peer_pairs: int | None = None
+    #: Pairs whose two users are on different processes.
+    peer_pairs_crossing: int | None = None
+    #: redis-server's CPU over the measured window.
+    redis_cpu_seconds: float | None = None
+    redis_cpu_cores: float | None = None
+    #: In the tables' median rows: the lowest and highest p99 of the repeats.
+    p99_range: str | None = None
+    #: The machine's 1-minute load average when the run started (os.getloadavg):
+    #: on a shared machine, what else was running.
+    machine_load: float | None = None
+
+
+@dataclass
 class JoinRecord(Record):
     connected: int | None = None
     connect_failed: int | None = None
@@ -167,6 +189,7 @@ KINDS: dict[str, type[Record]] = {
     "bigroom": PresenceRecord,
     "join": JoinRecord,
     "idle": IdleRecord,
+    "shared": SharedRecord,
 }
 
 

@@ -34,7 +34,7 @@ BENCH = ROOT / "scripts" / "bench"
 PEERS = BENCH / "peers"
 
 #: Python modules a peer or the plot needs -> the package that brings it
-#: (all in setup.cfg's ``bench`` extra).
+#: (all in pyproject.toml's ``bench`` dependency group).
 PYTHON_PACKAGES = {
     "websockets": "websockets",
     "simple_websocket": "simple-websocket",

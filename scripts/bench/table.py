@@ -150,7 +150,7 @@ def gen_lag(path: str = "generator") -> Column:
 
 SERVER: Column = ("server", lambda r: str(r.server))
 #: The machine's 1-minute load average at the end of the window.
-LOAD = col("load 1m", "machine_load")
+LOAD = col("load 1m", "window_load")
 
 
 def _waited(r: object) -> str:

@@ -2,14 +2,27 @@
 //
 // This is the browser side of the Node tutorial, without React: it opens a
 // WebSocket to ws://HOST:PORT/?username=NAME, sends the mouse position as
-// {"x": ..., "y": ...} at most every 50 ms, and draws the cursor of every
-// other user from the snapshots the server sends back:
+// {"x": ..., "y": ...} at most every 50 ms (the tutorial's message, unchanged),
+// and draws the cursor of every other user from the map of users:
 //
 //   {"<uuid>": {"username": "Alex", "state": {"x": 412, "y": 230}}, ...}
 //
-// The wire format is the tutorial's, unchanged, so the tutorial's own React
-// client and this page can share a server. Read the file top to bottom:
-// settings, the connection, what we send, what we receive, drawing.
+// The tutorial's server sends that whole map after every change. This page
+// asks for less, with the subprotocol "wspractice-delta" (RFC 6455 section
+// 1.9): the server sends the whole map once, with our own uuid,
+//
+//   {"you": "<our uuid>", "users": {...the whole map...}}
+//
+// and after that only what changed, with empty parts left out:
+//
+//   {"joined": {"<uuid>": {"username": ..., "state": ...}},
+//    "updated": {"<uuid>": <new state>}, "left": ["<uuid>"]}
+//
+// Applying each message in order to our copy of the map gives the server's
+// map. Clients that offer no subprotocol (the tutorial's React client,
+// Postman) still get the whole map every time, so they and this page can
+// share a server. Read the file top to bottom: settings, the connection,
+// what we send, what we receive, drawing.
 //
 // The page is loaded as a module (<script type="module">), so this file runs
 // in strict mode after the HTML is parsed.
@@ -37,6 +50,9 @@ const SMOOTHING_MS = 60;
 // every colour is made dark enough for that (see colourOf below).
 const MIN_LABEL_CONTRAST = 4.5;
 
+// The subprotocol this page offers: changes only, after a first whole map.
+const DELTA_SUBPROTOCOL = "wspractice-delta";
+
 // The server's rules for a username (see the README): 1 to 64 characters,
 // no control characters. Checked here too, so that a bad name gets a clear
 // message instead of an endless reconnect loop.
@@ -53,6 +69,8 @@ const hintEl = document.getElementById("hint");
 const cursorsEl = document.getElementById("cursors");
 const sessionEl = document.getElementById("session");
 const wsUrlEl = document.getElementById("ws-url");
+const wsProtocolEl = document.getElementById("ws-protocol");
+const myUuidEl = document.getElementById("my-uuid");
 const renameButton = document.getElementById("rename");
 const leaveButton = document.getElementById("leave");
 
@@ -75,6 +93,8 @@ function showServerError(text) {
 
 let username = null; // chosen in the form (or given as ?username=)
 let socket = null; // the open (or opening) WebSocket, or null
+let users = {}; // our copy of the server's map: uuid -> {username, state}
+let myId = null; // our uuid, from the server's first message
 let failures = 0; // connection attempts that failed in a row
 let reconnectTimer = null;
 
@@ -88,21 +108,29 @@ function socketUrl(name) {
 function connect() {
   reconnectTimer = null;
   setStatus("connecting", `Connecting as ${username}…`);
-  const ws = new WebSocket(socketUrl(username));
+  // The second argument lists the subprotocols we speak, sent as the
+  // Sec-WebSocket-Protocol header; the server picks one (or none) in its
+  // 101, and ws.protocol says which once the socket is open.
+  const ws = new WebSocket(socketUrl(username), [DELTA_SUBPROTOCOL]);
   socket = ws;
-  me.reset();
+  forgetUsers();
 
   ws.addEventListener("open", () => {
     failures = 0;
     setStatus("open", `Connected as ${username}`);
+    wsProtocolEl.textContent = ws.protocol || "none (the whole map every time)";
     // After a reconnect, tell the others where our cursor is right away.
     if (position !== null) {
       scheduleSend();
     }
   });
 
-  // Every message is either a snapshot of all users or an error reply.
-  ws.addEventListener("message", (event) => handleMessage(event.data));
+  // Every message is the whole map, a change to it, or an error reply.
+  ws.addEventListener("message", (event) => {
+    if (socket === ws) {
+      handleMessage(ws, event.data);
+    }
+  });
 
   // "close" always follows "error", so it is the one place to clean up.
   ws.addEventListener("close", (event) => {
@@ -110,8 +138,7 @@ function connect() {
       return;
     }
     socket = null;
-    removeAllCursors();
-    renderUserList({});
+    forgetUsers();
     scheduleReconnect(event);
   });
 }
@@ -160,13 +187,12 @@ function sendPosition() {
     return; // "open" sends the position once we are connected again
   }
   socket.send(JSON.stringify(position));
-  me.sent(position);
   lastSentAt = performance.now();
 }
 
 // ------------------------------------------------------------ what we receive
 
-function handleMessage(text) {
+function handleMessage(ws, text) {
   let message;
   try {
     message = JSON.parse(text);
@@ -174,8 +200,8 @@ function handleMessage(text) {
     showServerError("(a message that is not JSON)");
     return;
   }
-  // An error reply has one key, "error", whose value is a string; a
-  // snapshot's keys are uuids and its values are objects.
+  // An error reply has one key, "error", whose value is a string. It goes to
+  // us alone, at once, so it may even come before the first map.
   if (
     message !== null &&
     typeof message.error === "string" &&
@@ -184,56 +210,49 @@ function handleMessage(text) {
     showServerError(message.error);
     return;
   }
-  me.identify(message);
-  renderUserList(message);
-  updateCursors(message);
+  if (ws.protocol === DELTA_SUBPROTOCOL) {
+    applyChanges(message);
+  } else {
+    // No subprotocol: the tutorial's format, the whole map every time. It
+    // has no room for our uuid, so we cannot tell ourselves apart and draw
+    // every user, as the tutorial's React client does.
+    users = message;
+  }
+  renderUserList(users);
+  updateCursors(users);
 }
 
-// Which uuid is ours? The server does not say, and the tutorial's wire
-// format has no room for it, so we work it out: we are among the users with
-// our name in the first snapshot (the one our own arrival caused). If
-// several users share our name, the one whose state equals the position we
-// last sent is us. Until we know, we draw none of those candidates.
-const me = {
-  id: null,
-  candidates: null,
-  lastSent: null,
+// The wspractice-delta subprotocol, applied to our copy of the map.
+function applyChanges(message) {
+  if (typeof message.you === "string") {
+    // The first message: who we are, and everyone (us included).
+    myId = message.you;
+    myUuidEl.textContent = myId;
+    users = message.users;
+    return;
+  }
+  // Then one message per change (or several changes merged): newcomers in
+  // the order they joined, the newest state of whoever moved, who left.
+  for (const [id, user] of Object.entries(message.joined ?? {})) {
+    users[id] = user;
+  }
+  for (const [id, state] of Object.entries(message.updated ?? {})) {
+    users[id].state = state;
+  }
+  for (const id of message.left ?? []) {
+    delete users[id];
+  }
+}
 
-  reset() {
-    this.id = null;
-    this.candidates = null;
-  },
-
-  sent(state) {
-    this.lastSent = state;
-  },
-
-  identify(users) {
-    if (this.id !== null) {
-      return;
-    }
-    if (this.candidates === null) {
-      this.candidates = Object.keys(users).filter((id) => users[id].username === username);
-    }
-    this.candidates = this.candidates.filter((id) => Object.hasOwn(users, id));
-    if (this.candidates.length === 1) {
-      this.id = this.candidates[0];
-    } else if (this.lastSent !== null) {
-      const { x, y } = this.lastSent;
-      const matches = this.candidates.filter(
-        (id) => users[id].state.x === x && users[id].state.y === y,
-      );
-      if (matches.length === 1) {
-        this.id = matches[0];
-      }
-    }
-  },
-
-  // Whether this uuid is (or may be) us.
-  isMe(id) {
-    return this.id === null ? this.candidates.includes(id) : id === this.id;
-  },
-};
+// Not connected: nobody to show, and we will get a new uuid next time.
+function forgetUsers() {
+  users = {};
+  myId = null;
+  myUuidEl.textContent = "…";
+  wsProtocolEl.textContent = "…";
+  removeAllCursors();
+  renderUserList(users);
+}
 
 // ------------------------------------------------------------ drawing
 
@@ -297,7 +316,7 @@ function renderUserList(users) {
     const name = document.createElement("span");
     name.textContent = user.username;
     li.append(dot, name);
-    if (me.id === id) {
+    if (id === myId) {
       const you = document.createElement("span");
       you.className = "you";
       you.textContent = "(you)";
@@ -315,7 +334,7 @@ function updateCursors(users) {
   for (const [id, user] of Object.entries(users)) {
     const { x, y } = user.state;
     // A new user's state is {} until their first move: nothing to draw yet.
-    if (me.isMe(id) || !Number.isFinite(x) || !Number.isFinite(y)) {
+    if (id === myId || !Number.isFinite(x) || !Number.isFinite(y)) {
       removeCursor(id);
       continue;
     }
@@ -333,7 +352,7 @@ function updateCursors(users) {
     cursor.el.dataset.x = x;
     cursor.el.dataset.y = y;
   }
-  // Users missing from the snapshot have left: remove their cursors.
+  // Users missing from the map have left: remove their cursors.
   for (const id of cursors.keys()) {
     if (!Object.hasOwn(users, id)) {
       removeCursor(id);
@@ -465,9 +484,7 @@ function leave(statusText) {
   }
   const name = username;
   username = null;
-  me.reset();
-  removeAllCursors();
-  renderUserList({});
+  forgetUsers();
   setStatus("idle", statusText);
   sessionEl.hidden = true;
   hintEl.hidden = true;
@@ -510,8 +527,9 @@ if (given !== null) {
 
 // For the curious, in the browser's developer console:
 //   wspractice.send("hello")     sends any text (try it: an error reply)
-//   wspractice.socket            the WebSocket object
-//   wspractice.me                our uuid, once known
+//   wspractice.socket            the WebSocket object (.protocol: the subprotocol)
+//   wspractice.me                our uuid, once the server has said it
+//   wspractice.users             our copy of the map of users
 //   wspractice.colourOf(uuid)    the colour that user is drawn in
 window.wspractice = {
   colourOf,
@@ -525,6 +543,9 @@ window.wspractice = {
     return socket;
   },
   get me() {
-    return me.id;
+    return myId;
+  },
+  get users() {
+    return users;
   },
 };

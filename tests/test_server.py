@@ -1,11 +1,14 @@
-"""A raw-bytes fuzz of a live server, while well-behaved clients keep moving.
+"""The server as a whole: shutdown, and a raw-bytes fuzz of a live server.
 
-Hostile connections, built from a seeded random generator, hit a real server
-(in this process) over real sockets: garbage instead of HTTP, broken and
-truncated handshakes, oversized heads, random and truncated frames, huge
-declared lengths, control frames between fragments, invalid UTF-8, random
-close codes, bad JSON, resets. Meanwhile two ``websockets`` clients move at
-20 Hz with a sequence number in their state.
+Shutdown closes every WebSocket with 1001, refuses handshakes in flight with
+503, ends even with a reader that stalls, and leaves no thread behind.
+
+The fuzz: hostile connections, built from a seeded random generator, hit a
+real server (in this process) over real sockets: garbage instead of HTTP,
+broken and truncated handshakes, oversized heads, random and truncated
+frames, huge declared lengths, control frames between fragments, invalid
+UTF-8, random close codes, bad JSON, resets. Meanwhile two ``websockets``
+clients move at 20 Hz with a sequence number in their state.
 
 What must hold:
 
@@ -25,7 +28,7 @@ What must hold:
 
 Size and seed: ``WSPRACTICE_FUZZ_CASES`` (default 150 connections per server
 configuration) and ``WSPRACTICE_FUZZ_SEED`` (default: random, printed on
-failure). ``WSPRACTICE_FUZZ_CASES=5000 pytest tests/test_fuzz_server.py -s``
+failure). ``WSPRACTICE_FUZZ_CASES=5000 pytest tests/test_server.py -k hostile -s``
 runs a long fuzz and prints what the hostile clients saw.
 """
 
@@ -52,8 +55,28 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
-from .clients import join
+from .clients import (
+    join,
+    read_until_closed as read_ws_until_closed,
+    recv_json,
+    recv_until,
+)
 from .conftest import TIMEOUT
+from .rawws import (
+    KEY,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawClient,
+    client_frames,
+    parse_frame,
+    read_until_closed,
+    seeded_frame,
+    upgrade_request,
+)
 from .strictjson import strict_json
 
 CASES = int(os.environ.get("WSPRACTICE_FUZZ_CASES", "150"))
@@ -66,8 +89,6 @@ SERVER_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011}
 #: Statuses the server may refuse a request with.
 STATUSES = {400, 403, 404, 405, 414, 426, 431, 501, 503, 505}
 
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r\n]*\r\n")
 
 
@@ -75,7 +96,99 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-# ------------------------------------------------------------ generators
+def threads_back_to(before: int) -> int:
+    """The thread count once it is back to ``before``, or after TIMEOUT."""
+    deadline = time.monotonic() + TIMEOUT
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return threading.active_count()
+
+
+# ------------------------------------------------------------ shutdown
+
+
+def test_shutdown_closes_every_websocket_with_1001(start_server: Any) -> None:
+    server = start_server()
+    with join(server.url("/?username=Alex")) as alex, join(server.url("/echo")) as echo:
+        recv_json(alex)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        for ws in (alex, echo):
+            read_ws_until_closed(ws)
+        assert (alex.close_code, alex.close_reason) == (1001, "server shutting down")
+        assert (echo.close_code, echo.close_reason) == (1001, "server shutting down")
+        stopper.join(TIMEOUT)
+        assert not stopper.is_alive(), "Server.stop() did not return"
+
+
+def test_shutdown_answers_handshakes_in_flight_with_503_and_leaves_no_thread(
+    start_server: Any,
+) -> None:
+    before = threading.active_count()
+    server = start_server(handshake_timeout=5)
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        partial = RawClient(server.port)
+        request = upgrade_request("/?username=Late")
+        partial.send(request[:-2])  # The head is not finished yet.
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        time.sleep(0.2)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        read_ws_until_closed(alex)
+        assert alex.close_code == 1001
+        try:
+            partial.send(request[-2:])
+            status = partial.read_response().status
+        except OSError:
+            status = None  # Cut before it finished: also a refusal.
+        assert status in (503, None)
+        stopper.join(3 * TIMEOUT)
+        assert not stopper.is_alive(), "Server.stop() did not return"
+        partial.close()
+        idle.close()
+    assert threads_back_to(before) == before, threading.enumerate()
+
+
+def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
+    start_server: Any,
+) -> None:
+    before = threading.active_count()
+    server = start_server(
+        broadcast_interval=0,
+        rate_limit=0,
+        send_timeout=30,
+        close_timeout=0.5,
+        max_state_size=32768,
+    )
+    with join(server.url("/?username=Alex")) as alex:
+        recv_json(alex)
+        stalled = RawClient(server.port)
+        stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.handshake("/?username=Stalled")  # ...and never reads again.
+        recv_until(alex, lambda s: len(s) == 2)
+        pad = "x" * 8000
+        connection = next(
+            c
+            for c in server.server.websockets.clients
+            if getattr(c.context, "username", None) == "Stalled"
+        )
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while not connection.protocol.pending_bytes:  # Until its buffers are full.
+            assert time.monotonic() < deadline, "Stalled's buffers never filled"
+            alex.send(f'{{"pad": "{pad}"}}')
+            recv_json(alex)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        read_ws_until_closed(alex)
+        assert alex.close_code == 1001
+        stopper.join(3 * TIMEOUT)
+        assert not stopper.is_alive(), "Server.stop() did not return"
+        stalled.close()
+    assert threads_back_to(before) == before, threading.enumerate()
+
+
+# ------------------------------------------------------------ the fuzz: inputs
 
 
 def frame(
@@ -83,27 +196,13 @@ def frame(
     opcode: int,
     payload: bytes,
     *,
-    fin: bool = True,
-    rsv: int = 0,
-    mask: bool = True,
-    length: int | None = None,
     wide: bool = False,
+    **options: Any,
 ) -> bytes:
-    """A frame built by hand; ``length`` lies about the payload, ``wide``
-    uses a longer length encoding than needed (legal but unusual)."""
-    n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | (opcode & 0x0F)])
-    bit = 0x80 if mask else 0
-    if n < 126 and not wide:
-        head += bytes([bit | n])
-    elif n < 1 << 16 and not (wide and rng.random() < 0.5):
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n & ((1 << 64) - 1))
-    if not mask:
-        return head + payload
-    key = rng.randbytes(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    """A frame from rawws, reproducible from the seed; ``wide`` writes its
+    length in more bytes than needed (which RFC 6455 forbids)."""
+    length_bytes = rng.choice([2, 8]) if wide else None
+    return seeded_frame(rng, opcode, payload, length_bytes=length_bytes, **options)
 
 
 INVALID_UTF8 = [
@@ -122,7 +221,7 @@ HOSTILE_TEXT = [
     '"text"',
     '{"x": NaN}',
     '{"x": -Infinity}',
-    '{"x": 1e400}',  # known bug 4
+    '{"x": 1e400}',  # bug 4: a number too large for a double
     '{"x": 1' + "0" * 5000 + "}",
     "[" * 3000,
     '{"a":' * 900 + "1" + "}" * 900,
@@ -245,11 +344,7 @@ def request(rng: random.Random, path: str, compression_offer: bool) -> bytes:
         extra += "\r\n"
     if rng.random() < 0.2:
         extra += "Origin: http://localhost:3000\r\n"
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
-        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
-    ).encode()
+    return upgrade_request(path, extra=extra)
 
 
 def broken_request(rng: random.Random) -> bytes:
@@ -388,23 +483,14 @@ class Seen:
         closed = False
         self.outcome = "frames, no close"
         while len(data) >= 2:
-            first, second = data[0], data[1]
-            fin, rsv, opcode = first & 0x80, (first >> 4) & 7, first & 0x0F
-            n, offset = second & 0x7F, 2
-            if second & 0x80:
+            if data[1] & 0x80:
                 self.problems.append(f"{self.where}: masked server frame")
                 return
-            if n == 126:
-                if len(data) < 4:
-                    return
-                (n,), offset = struct.unpack("!H", data[2:4]), 4
-            elif n == 127:
-                if len(data) < 10:
-                    return
-                (n,), offset = struct.unpack("!Q", data[2:10]), 10
-            if len(data) < offset + n:
+            rsv = (data[0] >> 4) & 7
+            parsed = parse_frame(data)
+            if parsed is None:
                 return  # Cut by our own reset: nothing to judge.
-            body, data = data[offset : offset + n], data[offset + n :]
+            (opcode, fin, body), data = parsed
             if closed:
                 self.problems.append(f"{self.where}: a frame after the close frame")
             if opcode not in (OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG):
@@ -449,20 +535,6 @@ class Seen:
             self.problems.append(f"{self.where}: 1011, a bug in the server")
 
 
-def read_until_eof(sock: socket.socket, limit: float) -> tuple[bytes, str]:
-    """Everything the server sends until it closes; how it closed."""
-    sock.settimeout(limit)
-    chunks = []
-    try:
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks), "eof"
-    except ConnectionResetError:
-        return b"".join(chunks), "reset"
-    except TimeoutError:
-        return b"".join(chunks), "timeout"
-
-
 def reset(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -483,18 +555,16 @@ def run_case(number: int, port: int, compression: bool, problems: list[str]) -> 
         words = data.split(b"\n", 1)[0].split()
         seen.http09 = len(words) == 2 and words[0] == b"GET"
     else:
-        data = request(rng, path, compression and rng.random() < 0.7)
+        head = request(rng, path, compression and rng.random() < 0.7)
         upgrade = True
-        for _ in range(rng.randrange(1, 4)):
-            frames = random_frames(rng)
-            seen.close_codes_sent.update(
-                struct.unpack("!H", frames[i + 6 : i + 8])[0]
-                for i in range(len(frames) - 8)
-                if frames[i] == 0x88 and frames[i + 1] & 0x7F >= 2
-            )
-            data += frames
-    # The close codes the client sent are masked: unmask to know them.
-    seen.close_codes_sent.update(unmasked_close_codes(data))
+        frames = b"".join(random_frames(rng) for _ in range(rng.randrange(1, 4)))
+        data = head + frames
+        # The server echoes the client's close code: know which were sent.
+        seen.close_codes_sent.update(
+            struct.unpack("!H", payload[:2])[0]
+            for opcode, _, payload in client_frames(frames)
+            if opcode == OP_CLOSE and len(payload) >= 2
+        )
     ending = rng.choices(["half-close", "reset", "close"], [7, 2, 1])[0]
     try:
         split = rng.randrange(len(data) + 1) if rng.random() < 0.5 else len(data)
@@ -513,7 +583,7 @@ def run_case(number: int, port: int, compression: bool, problems: list[str]) -> 
     if ending == "close":
         sock.close()
         return "we closed"
-    received, how = read_until_eof(sock, 3 * TIMEOUT)
+    received, how = read_until_closed(sock, 3 * TIMEOUT)
     sock.close()
     if how == "timeout":
         problems.append(f"{where}: the server did not close after our EOF")
@@ -523,27 +593,6 @@ def run_case(number: int, port: int, compression: bool, problems: list[str]) -> 
     elif upgrade and not received and how == "eof":
         seen.outcome = "no response"
     return seen.outcome if how == "eof" else f"{seen.outcome}, then reset"
-
-
-def unmasked_close_codes(data: bytes) -> set[int]:
-    """Close codes in a client byte stream (best effort, for the oracle)."""
-    codes = set()
-    i = data.find(b"\r\n\r\n")
-    i = 0 if i < 0 else i + 4
-    while i + 2 <= len(data):
-        first, second = data[i], data[i + 1]
-        n, offset = second & 0x7F, i + 2
-        if n == 126:
-            n, offset = int.from_bytes(data[i + 2 : i + 4], "big"), i + 4
-        elif n == 127:
-            n, offset = int.from_bytes(data[i + 2 : i + 10], "big"), i + 10
-        key = data[offset : offset + 4] if second & 0x80 else b"\0\0\0\0"
-        offset += 4 if second & 0x80 else 0
-        body = data[offset : offset + n]
-        if first & 0x0F == OP_CLOSE and len(body) >= 2 and len(key) == 4:
-            codes.add(((body[0] ^ key[0]) << 8) | (body[1] ^ key[1]))
-        i = offset + n
-    return codes
 
 
 # ------------------------------------------------------------ observers
@@ -655,7 +704,8 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
 
     # Connections the server's deadlines must end: a head that never ends,
     # nothing at all, and a WebSocket that never answers a ping.
-    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    address = ("127.0.0.1", running.port)
+    idle = [socket.create_connection(address, timeout=TIMEOUT) for _ in range(3)]
     idle[0].sendall(b"GET /?username=Slow HTTP/1.1\r\nHost: x\r\n")
     idle[2].sendall(request(random.Random(0), "/echo", False))
 
@@ -670,7 +720,7 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
                 outcomes[outcome] += 1
 
         for sock, expected in zip(idle, ["no response", "no response", "close 1011"]):
-            received, how = read_until_eof(sock, 3 * TIMEOUT)
+            received, how = read_until_closed(sock, 3 * TIMEOUT)
             sock.close()
             seen = Seen("idle", False, problems)
             rest = seen.response(received)
