@@ -49,6 +49,7 @@ from bench.records import (  # noqa: E402
     EchoRecord,
     PresenceRecord,
     Record,
+    SharedRecord,
     record_from_json,
 )
 from bench.plot import DELTA_FILENAME as DELTA_PLOT  # noqa: E402
@@ -468,6 +469,15 @@ def test_records_go_to_json_and_back_and_old_files_still_read() -> None:
     old["a_field_of_an_older_version"] = 1
     echo = record_from_json(old)
     assert isinstance(echo, EchoRecord) and echo.messages_per_second == 5
+
+
+def test_a_windows_load_written_under_its_earlier_name_reads_back() -> None:
+    old = {"scenario": "bigroom", "server": "x", "params": {}, "machine_load": 3.5}
+    assert record_from_json(old).window_load == 3.5
+    shared = {"scenario": "shared", "server": "x", "params": {}, "machine_load": 2.0}
+    again = record_from_json(shared)
+    assert isinstance(again, SharedRecord)
+    assert (again.window_load, again.machine_load) == (None, 2.0)
 
 
 def test_a_record_flag_keeps_the_worst_status() -> None:
