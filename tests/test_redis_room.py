@@ -346,7 +346,7 @@ def test_hostile_clients_never_put_anything_but_validated_states_in_redis(
     with a listener that checks everything the server publishes and writes:
     each message decodes (every state re-checked as a JSON object, every
     username and uuid valid), and so does the users hash."""
-    from . import test_fuzz_server as fuzz
+    from . import test_server as fuzz
 
     running = start_server(
         redis=redis_server.url,
