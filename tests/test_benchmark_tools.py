@@ -42,16 +42,18 @@ if str(SCRIPTS) not in sys.path:
 import procstat  # noqa: E402
 import rawframes  # noqa: E402
 import serverproc  # noqa: E402
-from bench import cli, needs, servers  # noqa: E402
+from bench import cli, generator, needs, pinning, servers  # noqa: E402
 from bench.context import Context  # noqa: E402
 from bench.plot import FILENAME as PLOT  # noqa: E402
 from bench.records import (  # noqa: E402
     EchoRecord,
     PresenceRecord,
     Record,
+    SharedRecord,
     record_from_json,
 )
-from bench.scenarios import planned_runs, presence, stall  # noqa: E402
+from bench.plot import DELTA_FILENAME as DELTA_PLOT  # noqa: E402
+from bench.scenarios import bigroom, planned_runs, presence, stall  # noqa: E402
 from bench.stalled import StalledClient  # noqa: E402
 from bench.summary import headline  # noqa: E402
 from bench.table import fmt, ratio_col, table  # noqa: E402
@@ -81,6 +83,49 @@ def test_proc_says_none_for_a_process_that_is_gone() -> None:
     assert procstat.cpu_seconds(gone) is None
     assert procstat.rss_kib(gone) is None
     assert procstat.open_fds(gone) is None
+
+
+def test_cpu_waiting_is_read_per_thread_and_a_thread_gone_is_not_negative() -> None:
+    mine = generator.run_queue_waits(os.getpid())
+    assert mine is not None and str(threading.get_native_id()) in mine
+    assert generator.run_queue_waits(2**22 + 1) is None  # No such process.
+    # Thread 2 ended, thread 3 started: 2 ns more for 1, all 4 of 3's.
+    assert generator.waited({"1": 5, "2": 10}, {"1": 7, "3": 4}) == 6e-9
+    assert generator.waited(None, {"1": 7}) is None
+
+
+def test_pinning_keeps_every_thread_of_a_process_on_its_cpus() -> None:
+    assert pinning.parse_pin("0/1") == ({0}, {1})
+    assert pinning.parse_pin("0-1,3/2") == ({0, 1, 3}, {2})
+    assert pinning.parse_pin(None) == (set(), set())
+    with pytest.raises(ValueError, match="SERVER_CPUS/GENERATOR_CPUS"):
+        pinning.parse_pin("0")
+    cpu = min(os.sched_getaffinity(0))
+    script = (
+        "import threading, time, sys\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"  # Pinned: start one more thread.
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "print('more', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    child = subprocess.Popen(
+        [PYTHON, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "ready\n"
+        pinning.pin(child.pid, {cpu})
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "more\n"
+        tasks = os.listdir(f"/proc/{child.pid}/task")
+        assert len(tasks) == 3
+        assert all(os.sched_getaffinity(int(t)) == {cpu} for t in tasks)
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ------------------------------------------------------------ serverproc
@@ -331,6 +376,22 @@ def test_planned_runs_count_every_scenario_per_server() -> None:
     assert planned_runs(args, 2) == 2 * (3 + 2 + 1)
 
 
+def test_the_big_room_runs_only_when_named_once_per_size_mode_and_server() -> None:
+    assert "bigroom" not in parse().scenarios
+    args = parse("--scenarios", "bigroom", "--room-sizes", "10,20")
+    assert args.room_modes == ["full", "delta", "mixed"]
+    assert planned_runs(args, 2) == 2 * 3 * 2
+    args = parse(
+        "--scenarios", "presence", "--users", "10,20", "--protocols", "full,delta"
+    )
+    assert planned_runs(args, 3) == 2 * 2 * 3
+    assert parse("--quick", "--scenarios", "bigroom").room_sizes == [30]
+    # Movers and idle users on delta: none, all, or half of each.
+    assert bigroom.mix(2000, 20, "full") == (0, 0)
+    assert bigroom.mix(2000, 20, "delta") == (20, 1980)
+    assert bigroom.mix(2000, 20, "mixed") == (10, 990)
+
+
 # ------------------------------------------------------------ needs
 
 
@@ -408,6 +469,15 @@ def test_records_go_to_json_and_back_and_old_files_still_read() -> None:
     old["a_field_of_an_older_version"] = 1
     echo = record_from_json(old)
     assert isinstance(echo, EchoRecord) and echo.messages_per_second == 5
+
+
+def test_a_windows_load_written_under_its_earlier_name_reads_back() -> None:
+    old = {"scenario": "bigroom", "server": "x", "params": {}, "machine_load": 3.5}
+    assert record_from_json(old).window_load == 3.5
+    shared = {"scenario": "shared", "server": "x", "params": {}, "machine_load": 2.0}
+    again = record_from_json(shared)
+    assert isinstance(again, SharedRecord)
+    assert (again.window_load, again.machine_load) == (None, 2.0)
 
 
 def test_a_record_flag_keeps_the_worst_status() -> None:
@@ -501,6 +571,97 @@ def test_the_presence_table_has_a_row_per_variant_and_size_in_order() -> None:
     header = text.splitlines()[0]
     for column in ("lost", "snapshots/s", "CPU µs/snap", "gen CPU", "gen lag p99 ms"):
         assert column in header
+
+
+def delta_record(
+    server: str, users: int, p99: float, mbs: float, protocol: str | None
+) -> PresenceRecord:
+    record = presence_record(server, users, p99)
+    if protocol:
+        record.params["protocol"] = protocol
+        record.verify = {"delta_checked": users, "delta_mismatches": 0}
+    record.bytes_per_second = mbs * 1e6
+    return record
+
+
+def test_delta_runs_have_a_table_of_their_own_against_full_maps() -> None:
+    ctx = context(["new", "base"], "new")
+    ctx.records = [
+        delta_record("new", 100, 10.0, 100, None),
+        delta_record("new", 100, 5.0, 10, "delta"),
+        delta_record("base", 100, 20.0, 100, None),
+        delta_record("base", 100, 40.0, 50, "delta"),
+    ]
+    (full_title, full), (title, text) = presence.tables(ctx)
+    # The full-map table is as before: no delta rows in it.
+    assert full_title.startswith("Presence broadcast (")
+    assert len(full.splitlines()) == 2 + 2
+    assert "wspractice-delta against full maps" in title
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()]
+    header = rows[0]
+    ratio_of = header.index("p99 ÷ full")
+    mb_of = header.index("MB/s ÷ full")
+    assert [(r[0], r[2], r[ratio_of], r[mb_of]) for r in rows[2:]] == [
+        ("new", "full", "1.00×", "1.00×"),
+        ("new", "delta", "0.50×", "0.10×"),
+        ("base", "full", "1.00×", "1.00×"),
+        ("base", "delta", "2.00×", "0.50×"),
+    ]
+    assert rows[3][header.index("map mismatches")] == "0"
+    # The summary and the main plot take the full-map runs only.
+    found = headline(ctx, ["new", "base"])
+    assert found is not None and "p99 10 ms" in found[1] and "p99 5 ms" not in found[1]
+
+
+def room_record(mode: str, p99: dict[str, float], mb: float) -> PresenceRecord:
+    params = {"users": 2000, "movers": 20, "mode": mode, "duration": 10.0}
+    record = PresenceRecord("bigroom", "wspractice", params)
+    record.room = {}
+    for kind in ("full", "delta"):
+        movers = 10 if mode == "mixed" else 20 if kind == mode else 0
+        record.room[kind] = {
+            "movers": movers,
+            "latency": {"p50_ms": p99.get(kind), "p99_ms": p99.get(kind)},
+            "others_latency": {"p99_ms": p99.get(kind)},
+            "updates_lost": 0,
+            "others_lost": 0,
+            "most_messages": 50 if movers or mode != "mixed" else 0,
+        }
+    record.verify = {"delta_checked": 1, "delta_mismatches": 0, "delta_unconverged": 0}
+    record.verify["full_unconverged"] = 0
+    record.bytes_per_second = mb * 1e6
+    record.server_cpu_seconds = 5.0
+    record.server_cpu_cores = 0.5
+    return record
+
+
+def test_the_big_room_tables_show_each_kind_of_mover_and_what_a_round_costs() -> None:
+    ctx = context(["wspractice"], "wspractice")
+    ctx.records = [
+        room_record("mixed", {"full": 900.0, "delta": 30.0}, 50.0),
+        room_record("delta", {"delta": 20.0}, 2.0),
+        room_record("full", {"full": 1400.0}, 200.0),
+    ]
+    (title, movers), (cost_title, costs) = bigroom.tables(ctx)
+    assert "20 moving at 20 Hz" in title and cost_title.startswith("Big room: what")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in movers.splitlines()]
+    header = rows[0]
+    cells = {r[2]: r for r in rows[2:]}
+    assert list(cells) == ["full", "delta", "mixed"]  # In the modes' order.
+    delta_p99 = header.index("delta own p99 ms")
+    full_p99 = header.index("full own p99 ms")
+    assert (cells["full"][delta_p99], cells["full"][full_p99]) == ("", "1,400")
+    assert (cells["delta"][delta_p99], cells["delta"][full_p99]) == ("20", "")
+    assert (cells["mixed"][delta_p99], cells["mixed"][full_p99]) == ("30", "900")
+    assert cells["mixed"][header.index("delta lost")] == "0+0"
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in costs.splitlines()]
+    header = rows[0]
+    cells = {r[2]: r for r in rows[2:]}
+    # 50 rounds in 10 s; 200 MB/s over 5 rounds a second is 40 MB a round.
+    assert cells["full"][header.index("rounds/s")] == "5"
+    assert cells["full"][header.index("MB/round")] == "40"
+    assert cells["delta"][header.index("MB/s ÷ full")] == "0.01×"
+    assert cells["full"][header.index("CPU ms/round")] == "100"
 
 
 def stall_record(server: str, p99: float, stalled: bool) -> PresenceRecord:
@@ -612,6 +773,66 @@ def test_an_earlier_runs_results_are_reported_again(tmp_path: Path) -> None:
     assert rows[1].split("|")[1:4] == [" wspractice ", "  8,000 ", " 1.00× "]
     assert rows[2].split("|")[1:4] == [" tutorial   ", " 20,000 ", " 2.50× "]
     assert (tmp_path / "results.md").read_text() == done.stdout
+
+
+def test_several_runs_are_reported_together_each_delta_beside_its_full_run(
+    tmp_path: Path,
+) -> None:
+    def run(date: str, full_p99: float, delta_p99: float) -> Path:
+        meta = {
+            "date": date,
+            "command": f"python scripts/benchmark.py # {date}",
+            "machine": {"cpu": "AMD EPYC", "cores": 2},
+            "servers": {"wspractice": "python -m wspractice"},
+            "reference": "wspractice",
+            "settings": {
+                "scenarios": ["presence"],
+                "users": [300],
+                "rate": 20.0,
+                "duration": 10.0,
+            },
+        }
+        records = [
+            delta_record("wspractice", 300, full_p99, 100, None).to_json(),
+            delta_record("wspractice", 300, delta_p99, 50, "delta").to_json(),
+        ]
+        path = tmp_path / f"{date}.json"
+        path.write_text(json.dumps({"meta": meta, "records": records}))
+        return path
+
+    first, second = run("2026-12-01", 100.0, 50.0), run("2026-12-02", 300.0, 600.0)
+    argv = ["--from-results", str(first), "--from-results", str(second)]
+    refused = subprocess.run(
+        [PYTHON, str(SCRIPTS / "benchmark.py"), *argv], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "need an --output" in refused.stderr
+    out = tmp_path / "both"
+    done = subprocess.run(
+        [
+            PYTHON,
+            str(SCRIPTS / "benchmark.py"),
+            *argv,
+            "--output",
+            str(out),
+            "--no-plot",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30 * TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Runs reported together" in done.stdout and "# 2026-12-02" in done.stdout
+    table = done.stdout.split("wspractice-delta against full maps")[1]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| wsp")]
+    # Each delta run divided by the full-map run of the same invocation.
+    assert [(r[3].strip(), r[5].strip(), r[6].strip()) for r in rows] == [
+        ("full", "100", "1.00×"),
+        ("delta", "50", "0.50×"),
+        ("full", "300", "1.00×"),
+        ("delta", "600", "2.00×"),
+    ]
+    merged = json.loads((out / "results.json").read_text())
+    assert len(merged["records"]) == 4 and len(merged["meta"]["merged"]) == 2
 
 
 # ------------------------------------------------------------ small servers
@@ -811,6 +1032,157 @@ def test_refused_connections_are_counted_not_hidden(node: str) -> None:
     assert events["connected"]["failed"] == 3
 
 
+# ------------------------------------------------------------ the room: deltas
+
+DELTA = "wspractice-delta"
+
+
+class FakeDeltaRoom:
+    """A presence server that speaks wspractice-delta, with a chosen bug.
+
+    Full-map clients get the whole map after every change; delta clients get
+    ``{"you", "users"}`` first, then one delta per change. ``forget``: the
+    deltas leave out this user's updates (the full maps carry them).
+    """
+
+    def __init__(self, forget: str | None = None) -> None:
+        self.forget = forget
+        self.lock = threading.Lock()
+        self.users: dict[str, dict[str, Any]] = {}
+        self.connections: dict[str, tuple[ServerConnection, bool]] = {}
+
+    def send_all(self, delta: dict[str, Any] | None) -> None:
+        """The full map to full-map clients, ``delta`` to the others (under
+        the lock, so that every client gets the changes in one order)."""
+        full = json.dumps(self.users, separators=(",", ":"))
+        text = json.dumps(delta, separators=(",", ":")) if delta else None
+        for connection, is_delta in list(self.connections.values()):
+            try:
+                if not is_delta:
+                    connection.send(full)
+                elif text is not None:
+                    connection.send(text)
+            except ConnectionClosed:
+                pass
+
+    def handler(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        name = connection.request.path.split("username=")[-1]
+        is_delta = connection.subprotocol == DELTA
+        user_id = str(uuid.uuid4())
+        with self.lock:
+            self.users[user_id] = {"username": name, "state": {}}
+            self.send_all({"joined": {user_id: self.users[user_id]}})
+            self.connections[user_id] = (connection, is_delta)
+            if is_delta:
+                first = {"you": user_id, "users": self.users}
+                connection.send(json.dumps(first, separators=(",", ":")))
+            else:
+                connection.send(json.dumps(self.users, separators=(",", ":")))
+        try:
+            for message in connection:
+                with self.lock:
+                    self.users[user_id]["state"] = json.loads(message)
+                    forgotten = name == self.forget
+                    self.send_all(
+                        None
+                        if forgotten
+                        else {"updated": {user_id: json.loads(message)}}
+                    )
+        except ConnectionClosed:
+            pass
+        finally:
+            with self.lock:
+                del self.users[user_id]
+                del self.connections[user_id]
+                self.send_all({"left": [user_id]})
+
+
+@pytest.fixture
+def fake_delta_room() -> Iterator[Callable[..., str]]:
+    running: list[tuple[Server, threading.Thread]] = []
+
+    def start(**kwargs: Any) -> str:
+        app = FakeDeltaRoom(**kwargs)
+        server = serve(
+            app.handler,
+            "127.0.0.1",
+            0,
+            compression=None,
+            # Only when offered, as wspractice does.
+            select_subprotocol=lambda _, offered: DELTA if DELTA in offered else None,
+        )
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        running.append((server, thread))
+        return f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        thread.join(TIMEOUT)
+
+
+ROOM = {"warmup": 0.3, "duration": 1, "grace": 2, "verify_wait": 5}
+
+
+def test_a_mixed_room_on_wspractice_ends_with_every_map_right(
+    node: str, server: Any
+) -> None:
+    url = f"ws://127.0.0.1:{server.port}"
+    result = loadgen(
+        node, "room", url, clients=12, movers=4, delta_movers=2, delta_idle=4, **ROOM
+    )["result"]
+    assert result["error_count"] == 0, result["errors"]
+    full, delta = result["room"]["full"], result["room"]["delta"]
+    assert (full["clients"], full["movers"]) == (6, 2)
+    assert (delta["clients"], delta["movers"]) == (6, 2)
+    for kind in (full, delta):
+        assert kind["updates_measured"] >= 2 * 20 * 0.8
+        assert kind["updates_lost"] == kind["others_lost"] == 0
+        assert kind["latency"]["count"] == kind["updates_measured"]
+        # Each mover watches the 3 others.
+        assert kind["others_latency"]["count"] == kind["others_measured"] > 0
+        assert kind["messages"] > 0 and kind["broken"] == 0
+    # Deltas are far smaller than maps of 12 users.
+    assert delta["bytes"] / delta["messages"] < full["bytes"] / full["messages"] / 2
+    # The run started once every client held the whole room.
+    assert result["settle"]["settled"] and result["settle"]["waiting"] == 0
+    verify = result["verify"]
+    assert verify["server_map_entries"] == 13  # The observer too.
+    assert (verify["delta_checked"], verify["delta_mismatches"]) == (6, 0)
+    assert (verify["full_checked"], verify["full_unconverged"]) == (6, 0)
+    assert verify["delta_unconverged"] == verify["closed"] == 0
+
+
+def test_a_delta_that_leaves_out_an_update_shows_as_lost_and_as_a_wrong_map(
+    node: str, fake_delta_room: Callable[..., str]
+) -> None:
+    # Movers are spread evenly over the 6 clients: u2 and u5, both on delta.
+    url = fake_delta_room(forget="u2")
+    result = loadgen(
+        node, "room", url, clients=6, movers=2, delta_movers=2, delta_idle=2, **ROOM
+    )["result"]
+    delta, full = result["room"]["delta"], result["room"]["full"]
+    assert (delta["clients"], full["clients"]) == (4, 2)
+    # u2 never sees its own updates come back; u5 never sees u2's.
+    assert delta["updates_lost"] == delta["updates_measured"] / 2 > 0
+    assert delta["others_lost"] > 0
+    verify = result["verify"]
+    assert verify["delta_mismatches"] == verify["delta_checked"] == 4
+    # The full maps carry every update: those clients are right.
+    assert (verify["full_checked"], verify["full_unconverged"]) == (2, 0)
+
+
+def test_a_server_without_the_subprotocol_refuses_delta_clients(
+    node: str, fake_presence: Callable[..., str]
+) -> None:
+    url = fake_presence()  # Selects no subprotocol.
+    events = loadgen(node, "room", url, clients=3, delta_movers=3, **ROOM)
+    assert events["connected"]["failed"] == 3
+    assert "Server sent no subprotocol" in json.dumps(events["result"]["errors"])
+
+
 # ------------------------------------------------------------ the stalled client
 
 
@@ -870,6 +1242,46 @@ def test_a_quick_run_writes_tables_and_results(node: str, tmp_path: Path) -> Non
     assert (tmp_path / "results.md").read_text().startswith("wspractice ")
     assert (tmp_path / PLOT).stat().st_size > 0
     assert (tmp_path / "logs" / "echo-wspractice.server.log").exists()
+
+
+def test_a_quick_run_of_the_big_room_and_of_delta_presence(
+    node: str, tmp_path: Path
+) -> None:
+    done = benchmark(
+        "--quick",
+        "--servers",
+        "wspractice",
+        "--scenarios",
+        "presence,bigroom",
+        "--protocols",
+        "full,delta",
+        "--room-modes",
+        "full,delta",
+        "--output",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    for title in ("### Presence broadcast, every client", "### Big room: what the"):
+        assert title in done.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = {
+        (r["scenario"], r["params"].get("protocol") or r["params"].get("mode")): r
+        for r in results["records"]
+    }
+    assert set(runs) == {
+        ("presence", None),
+        ("presence", "delta"),
+        ("bigroom", "full"),
+        ("bigroom", "delta"),
+    }
+    for key in (("presence", "delta"), ("bigroom", "delta"), ("bigroom", "full")):
+        run = runs[key]
+        assert run["latency"]["count"] > 0, key
+        assert run["verify"]["delta_mismatches"] == 0, key
+    assert runs["bigroom", "delta"]["verify"]["delta_checked"] == 30
+    assert runs["bigroom", "full"]["settle"]["settled"] is True
+    assert runs["bigroom", "full"]["verify"]["full_checked"] == 30
+    assert (tmp_path / DELTA_PLOT).stat().st_size > 0
 
 
 def test_two_variants_run_side_by_side_with_their_args_and_env(

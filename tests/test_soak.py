@@ -82,8 +82,10 @@ def test_a_short_soak_passes_its_checks() -> None:
         for name in WHEN_IT_KEPT_UP:
             assert checks.get(name) == "PASS", f"{name}\n{explain}"
     assert ("result: PASS" in report) == (result.returncode == 0)
-    for kind in ("normal", "reset", "oversize", "garbage_http", "bad_json"):
+    for kind in ("normal", "reset", "oversize", "garbage_http", "bad_json", "bulky"):
         assert f"\n  {kind} " in report
+    assert "\n  crowd " in report
+    assert "the server allows at most 16 connections per address" in report
     assert "[soak] t=" in result.stderr  # Progress goes to stderr.
 
 
@@ -93,9 +95,11 @@ SCRIPTS = ROOT / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-from soaktest.hostile import EXPECTED, HostileMix, expected  # noqa: E402
+from soaktest.hostile import EXPECTED, HostileMix, expected, loopback  # noqa: E402
 from soaktest.rawclient import Raw  # noqa: E402
 from soaktest.server import ServerLog  # noqa: E402
+
+from wspractice.cli import build_parser as server_parser  # noqa: E402
 
 
 def test_unknown_kinds_are_refused() -> None:
@@ -154,3 +158,54 @@ def test_a_raw_client_reads_the_servers_close(
         return seen
 
     assert asyncio.run(binary_then_oversize()) == ["close 1003", "close 1009"]
+
+
+def hostile_mix(server: RunningServer, *argv: str) -> HostileMix:
+    """The hostile clients against ``server``, which runs with ``argv``."""
+    options = server_parser().parse_args(list(argv))
+    return HostileMix(server.port, options, stop_at=0.0)
+
+
+def test_a_crowd_from_one_address_is_refused_beyond_the_limit_alone(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(max_connections_per_address=4)
+    mix = hostile_mix(server, "--max-connections-per-address", "4")
+
+    async def crowd_and_a_neighbour() -> tuple[str, str]:
+        crowd = await mix.crowd()  # 8 from one address: 4 accepted, 4 refused.
+        # Another client, from an address of its own, is still welcome.
+        return crowd, await mix.normal()
+
+    assert asyncio.run(crowd_and_a_neighbour()) == (
+        "accepted up to the limit, the rest 429",
+        "close 1000",
+    )
+    assert expected("crowd", "accepted up to the limit, the rest 429")
+    assert not expected("crowd", "101 x8 (limit 4)")
+
+
+def test_every_client_has_an_address_of_its_own_and_each_crowd_one() -> None:
+    mix = HostileMix(1, server_parser().parse_args([]), stop_at=0.0)
+    addresses = {mix.address() for _ in range(1000)}
+    assert len(addresses) == 1000
+    assert all(
+        a.startswith("127.1.") and not a.endswith((".0", ".255")) for a in addresses
+    )
+    assert loopback(2, 0) != loopback(2, 1)
+
+
+def test_bulky_states_get_error_replies_then_1008_after_too_many(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(max_state_size=100, max_bad_messages=3)
+    mix = hostile_mix(server, "--max-state-size", "100", "--max-bad-messages", "3")
+
+    async def bulky() -> list[str]:
+        return [await mix.bulky(count) for count in (1, 2, 3)]
+
+    assert asyncio.run(bulky()) == [
+        "error replies, then our close 1000",
+        "error replies, then our close 1000",
+        "error replies, then 1008",
+    ]

@@ -40,10 +40,18 @@ divided by the reference's; ``--reference``, by default the first variant):
   stall      one client that stops reading among N users: the others' p99
              with and without it, and the server's memory
   idle       N idle connections: server RSS per connection, all accepted?
+  bigroom    (only when named) N connections of which a few move, with every
+             client on full maps, on wspractice-delta, or half of each: what
+             each kind of mover sees of its own and the others' moves, whether
+             every client ends with the server's map, what a round costs
+
+``--protocols full,delta`` also runs the presence scenario with every client
+on the wspractice-delta subprotocol (changes only), in a table of its own
+beside the full-map runs.
 
 Results go to ``--output`` (default ``artifacts/bench-DATE``): results.json,
-results.md (the tables) and p99_latency_vs_users.png. See docs/benchmarks.md
-for the definitions.
+results.md (the tables), p99_latency_vs_users.png and, when wspractice-delta
+ran, p99_full_vs_delta.png. See docs/benchmarks.md for the definitions.
 
 The package: ``cli`` (options, the run), ``servers`` (variants, peers,
 targets), ``needs`` (what must be installed), ``measure`` and ``generator``

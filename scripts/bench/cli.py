@@ -15,9 +15,10 @@ from . import __doc__ as PACKAGE_DOC
 from . import needs
 from .context import Context, say
 from .machine import git_commit, machine_info, versions
+from .pinning import parse_pin
 from .records import JSON
 from .report import report_again, write_report
-from .scenarios import DEFAULT_SCENARIOS, SCENARIOS, planned_runs
+from .scenarios import DEFAULT_SCENARIOS, OPTIONAL, SCENARIOS, planned_runs
 from .servers import (
     PEER_NAMES,
     ROOT,
@@ -45,6 +46,11 @@ QUICK: dict[str, object] = {
     "idle_connections": 50,
     "idle_settle": 0.2,
     "settle": 0.1,
+    "room_sizes": [30],
+    "room_movers": 4,
+    "room_grace": 2.0,
+    "verify_wait": 5.0,
+    "settle_wait": 5.0,
     "shared_users": [10],
     "shared_capacity": [20],
     "shared_repeat": 1,
@@ -177,6 +183,50 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         " server's RSS",
     ),
     (
+        "room",
+        "--room-movers",
+        int,
+        20,
+        "N",
+        "users who move in each big room; the others stay idle",
+    ),
+    (
+        "room",
+        "--room-grace",
+        float,
+        30.0,
+        "SECONDS",
+        "big room: how long to wait for late updates before counting them"
+        " lost (full-map clients of a big room may take long)",
+    ),
+    (
+        "room",
+        "--watch",
+        int,
+        20,
+        "N",
+        "big room: other movers whose updates each mover watches",
+    ),
+    (
+        "room",
+        "--settle-wait",
+        float,
+        120.0,
+        "SECONDS",
+        "wspractice-delta and big room runs: before the run, how long every"
+        " client may take to hold the whole room (the joins' first messages"
+        " delivered)",
+    ),
+    (
+        "room",
+        "--verify-wait",
+        float,
+        30.0,
+        "SECONDS",
+        "wspractice-delta and big room runs: how long every client may take,"
+        " after the run, to catch up with the server's map",
+    ),
+    (
         "run",
         "--max-server-rss",
         int,
@@ -204,6 +254,17 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
     ),
     (
         "run",
+        "--generator-realtime",
+        int,
+        0,
+        "PRIORITY",
+        "run the load generator as a real-time process (SCHED_RR at this"
+        " priority, 1-99; needs root): it then runs whenever it is ready, as"
+        " clients on other machines would, however many threads the server"
+        " has ready; 0: off, only --generator-nice",
+    ),
+    (
+        "run",
         "--settle",
         float,
         0.3,
@@ -211,6 +272,20 @@ NUMBERS: list[tuple[str, str, type, object, str, str]] = [
         "pause between a server's startup line and the first load",
     ),
 ]
+
+
+def pin_option(text: str) -> str:
+    try:
+        server, generator = parse_pin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    available = os.sched_getaffinity(0)
+    for cpus in (server, generator):
+        if not cpus or not cpus <= available:
+            raise argparse.ArgumentTypeError(
+                f"{text}: CPUs must be among {sorted(available)}, on both sides"
+            )
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     groups = {
         "load": parser.add_argument_group("presence load"),
         "other": parser.add_argument_group("other scenarios"),
+        "room": parser.add_argument_group(
+            "big room (--scenarios bigroom) and wspractice-delta"
+        ),
         "run": parser.add_argument_group("servers and output"),
     }
     what.add_argument(
@@ -241,8 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=csv_list(list(SCENARIOS)),
         default=list(DEFAULT_SCENARIOS),
         metavar="LIST",
-        help="comma-separated scenarios: " + ", ".join(SCENARIOS) + " (default:"
-        " all but shared)",
+        help="comma-separated scenarios: "
+        + ", ".join(SCENARIOS)
+        + f" (default: all but {', '.join(OPTIONAL)})",
     )
     what.add_argument(
         "--quick",
@@ -275,6 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="user counts for the presence scenario (25,50,100,300,500,1000)",
     )
     groups["load"].add_argument(
+        "--protocols",
+        type=csv_list(["full", "delta"]),
+        default=["full"],
+        metavar="LIST",
+        help="presence: the clients' formats, each a run per size and server:"
+        " full (the tutorial's whole map) and delta (every client on the"
+        " wspractice-delta subprotocol; wspractice only) (full)",
+    )
+    groups["load"].add_argument(
         "--shared-users",
         type=int_list,
         default=[25, 100],
@@ -300,6 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="/echo",
         help="path of the idle connections; a presence path such as / adds a"
         " username per connection (/echo: no join broadcasts)",
+    )
+    groups["room"].add_argument(
+        "--room-sizes",
+        type=int_list,
+        default=[500, 2000, 5000],
+        metavar="LIST",
+        help="connections in each big room (500,2000,5000)",
+    )
+    groups["room"].add_argument(
+        "--room-modes",
+        type=csv_list(["full", "delta", "mixed"]),
+        default=["full", "delta", "mixed"],
+        metavar="LIST",
+        help="big room: every client on full maps, every client on"
+        " wspractice-delta, or half of each (full,delta,mixed)",
     )
     for group, flag, kind, default, metavar, text in NUMBERS:
         groups[group].add_argument(
@@ -333,10 +436,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--from-results",
         type=Path,
+        action="append",
         default=None,
         metavar="JSON",
         help="run nothing: print the tables of an earlier results.json and"
-        " write its results.md and plot again (to --output, or beside it)",
+        " write its results.md and plot again (to --output, or beside it);"
+        " repeat it to report several runs' records together, the settings"
+        " being the first's",
+    )
+    run.add_argument(
+        "--pin",
+        type=pin_option,
+        default=None,
+        metavar="SERVER/GENERATOR",
+        help="keep the server on some CPUs and the load generator on others,"
+        " e.g. 0/1 (CPU lists as taskset takes them: 0,2-3), so that neither"
+        " takes the CPU from the other (default: anywhere)",
     )
     run.add_argument(
         "--no-plot",
@@ -380,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.from_results is not None:
+        if len(args.from_results) > 1 and args.output is None:
+            parser.error("several --from-results need an --output of their own")
         return report_again(args.from_results, args.output, args.no_plot)
     if args.quick:
         apply_quick(args, argv)
@@ -391,9 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     except BadOption as exc:
         parser.error(str(exc))
     chosen = [specs[name] for name in args.servers]
-    plot = "presence" in args.scenarios and not args.no_plot
+    plot = bool({"presence", "bigroom"} & set(args.scenarios)) and not args.no_plot
     node = needs.check(chosen, plot)
     biggest = max(args.idle_connections, args.join_users, max(args.users))
+    if "bigroom" in args.scenarios:
+        biggest = max(biggest, max(args.room_sizes) + 1)
     needs.raise_open_files(2 * biggest + 1024)
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -449,6 +568,8 @@ def describe_run(
         "environment": {
             k: v for k, v in os.environ.items() if k.startswith("WSPRACTICE_")
         },
+        # The driver's niceness, which the servers inherit.
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
         "servers": {spec.name: spec.about for spec in chosen},
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "planned_runs": planned_runs(args, len(chosen)),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from .context import Context
+from .pinning import parse_pin
 from .records import JSON
 from .servers import BENCH, ROOT
 
@@ -54,15 +55,34 @@ class GeneratorRun:
     server_rss_start_kb: int | None = None
     server_rss_end_kb: int | None = None
     generator_nice: int | None = None
+    #: Its SCHED_RR priority if it ran as a real-time process.
+    generator_realtime: int | None = None
+    #: The 1-minute load average at the end of the window.
+    window_load: float | None = None
+    #: Over the window, in cores: time the server's and the generator's
+    #: threads were ready to run but waited for a CPU (see run_queue_wait).
+    server_cpu_wait: float | None = None
+    generator_cpu_wait: float | None = None
     seconds: float = 0.0
 
 
-def _renice(increment: int) -> None:
-    """In the child, before exec: change its niceness if allowed."""
+def _renice(
+    increment: int, realtime: int = 0, cpus: frozenset[int] = frozenset()
+) -> None:
+    """In the child, before exec: change its niceness if allowed, make it a
+    real-time process (SCHED_RR at ``realtime``) if asked and allowed, and
+    keep it on ``cpus`` if given."""
     try:
         os.nice(increment)
     except OSError:
         pass  # Not allowed to raise our priority: run at the default.
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    if realtime > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(realtime))
+        except OSError:
+            pass  # Not allowed: run_loadgen records the policy it got.
 
 
 def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:
@@ -70,6 +90,34 @@ def _read_lines(stream: IO[bytes], lines: queue.Queue[bytes]) -> None:
     for line in stream:
         lines.put(line)
     lines.put(b"")
+
+
+def run_queue_waits(pid: int | None) -> dict[str, int] | None:
+    """Nanoseconds each thread of ``pid`` has spent ready to run but waiting
+    for a CPU (the second field of its /proc schedstat), by thread id; None
+    if the kernel does not say. On a shared machine: the time others took."""
+    if pid is None:
+        return None
+    found = {}
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                with open(f"{task.path}/schedstat") as f:
+                    found[task.name] = int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # A thread that ended meanwhile.
+    except OSError:
+        return None
+    return found
+
+
+def waited(before: dict[str, int] | None, after: dict[str, int] | None) -> float | None:
+    """Seconds of waiting between two run_queue_waits of one process: each
+    thread's growth (a thread started meanwhile, all of its wait). A thread
+    that ended meanwhile is not counted."""
+    if before is None or after is None:
+        return None
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def command(scenario: str, url: str, options: dict[str, object]) -> list[str]:
@@ -93,6 +141,8 @@ def run_loadgen(
     started = time.monotonic()
     cpu_start = server.cpu_seconds()
     nice = int(ctx.args.generator_nice)
+    realtime = int(getattr(ctx.args, "generator_realtime", 0))
+    cpus = frozenset(parse_pin(getattr(ctx.args, "pin", None))[1])
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(
             command(scenario, server.url, options),
@@ -101,10 +151,12 @@ def run_loadgen(
             stdout=subprocess.PIPE,
             stderr=stderr,
             start_new_session=True,
-            preexec_fn=lambda: _renice(nice),
+            preexec_fn=lambda: _renice(nice, realtime, cpus),
         )
         try:
             run.generator_nice = os.getpriority(os.PRIO_PROCESS, proc.pid)
+            if os.sched_getscheduler(proc.pid) == os.SCHED_RR:
+                run.generator_realtime = os.sched_getparam(proc.pid).sched_priority
         except OSError:
             pass
         assert proc.stdout is not None
@@ -113,7 +165,7 @@ def run_loadgen(
             target=_read_lines, args=(proc.stdout, lines), daemon=True
         ).start()
         try:
-            _follow(run, server, lines, timeout, cpu_start)
+            _follow(run, server, lines, timeout, cpu_start, proc.pid)
         finally:
             _end(proc, patient=run.result is not None)
     if run.result is None and run.error is None:
@@ -129,10 +181,14 @@ def _follow(
     lines: queue.Queue[bytes],
     timeout: float,
     cpu_start: float | None,
+    generator_pid: int,
 ) -> None:
     """Read the generator's events until its result, its end or ``timeout``."""
     deadline = time.monotonic() + timeout
     window_start: tuple[float, float] | None = None
+    waits: tuple[float, dict[str, int] | None, dict[str, int] | None] | None = None
+    # One process (not a room of several): its threads' waiting for a CPU.
+    server_pid: int | None = getattr(server, "pid", None)
     server_gone_at: float | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -164,12 +220,27 @@ def _follow(
             if cpu is not None:
                 window_start = (time.monotonic(), cpu)
             run.server_rss_start_kb = server.rss_kib()
+            waits = (
+                time.monotonic(),
+                run_queue_waits(server_pid),
+                run_queue_waits(generator_pid),
+            )
         elif kind == "measure_end":
             if window_start is not None and cpu is not None:
                 t0, cpu0 = window_start
                 run.server_cpu_window = cpu - cpu0
                 run.server_cpu_cores = (cpu - cpu0) / (time.monotonic() - t0)
             run.server_rss_end_kb = server.rss_kib()
+            run.window_load = round(os.getloadavg()[0], 2)
+            if waits is not None:
+                t0, server0, generator0 = waits
+                seconds = time.monotonic() - t0
+                server1 = waited(server0, run_queue_waits(server_pid))
+                generator1 = waited(generator0, run_queue_waits(generator_pid))
+                if server1 is not None and seconds:
+                    run.server_cpu_wait = round(server1 / seconds, 3)
+                if generator1 is not None and seconds:
+                    run.generator_cpu_wait = round(generator1 / seconds, 3)
         elif kind == "result":
             run.result = event
         elif kind == "error":

@@ -16,7 +16,17 @@ from serverproc import ServerError, ServerProcess
 
 from .context import Context
 from .generator import GeneratorRun, run_loadgen
+from .pinning import pin, pinned
 from .records import JSON, Record, round_or_none
+
+#: A server that refused connections with 429 limits them per address, and
+#: every benchmark client comes from 127.0.0.1.
+PER_ADDRESS_HINT = (
+    "429: the server limits connections per client address, and every client"
+    " here comes from 127.0.0.1; run wspractice with"
+    " --max-connections-per-address 0 (e.g. --variant 'NAME"
+    ' args="--max-connections-per-address 0"\')'
+)
 
 
 class Target:
@@ -61,6 +71,9 @@ def running(ctx: Context, name: str, label: str) -> Iterator[Server]:
     )
     try:
         server.start(ctx.args.startup_timeout)
+        cpus = pinned(ctx)[0]
+        if cpus and server.pid is not None:
+            pin(server.pid, cpus)
         time.sleep(ctx.args.settle)  # Before the baseline samples.
         yield server
     finally:
@@ -83,6 +96,10 @@ def finish_record(record: Record, server: Server, run: GeneratorRun | None) -> N
         return
     record.generator_seconds = round(run.seconds, 2)
     record.generator_nice = run.generator_nice
+    record.generator_realtime = run.generator_realtime
+    record.window_load = run.window_load
+    record.server_cpu_wait = run.server_cpu_wait
+    record.generator_cpu_wait = run.generator_cpu_wait
     if run.error:
         record.fail(run.error)
     result = run.result or {}
@@ -94,6 +111,8 @@ def finish_record(record: Record, server: Server, run: GeneratorRun | None) -> N
         top = sorted(record.errors.items(), key=lambda kv: -kv[1])[:3]
         for what, n in top:
             record.flag("errors", f"{n}× {what}")
+        if any("429" in what for what in record.errors):
+            record.notes.append(PER_ADDRESS_HINT)
 
 
 def measure(

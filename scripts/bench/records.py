@@ -45,8 +45,17 @@ class Record:
     generator: JSON | None = None
     generator_seconds: float | None = None
     generator_nice: int | None = None
+    #: Its SCHED_RR priority, if it ran as a real-time process.
+    generator_realtime: int | None = None
     #: Errors the generator saw, counted by message.
     errors: dict[str, int] = field(default_factory=dict)
+    #: The machine's 1-minute load average at the end of the measured window
+    #: (on a shared machine: how many others wanted the cores meanwhile).
+    window_load: float | None = None
+    #: Over the measured window, in cores: time the server's threads and the
+    #: generator's were ready to run but waited for a CPU that others held.
+    server_cpu_wait: float | None = None
+    generator_cpu_wait: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -105,6 +114,17 @@ class PresenceRecord(Record):
     stalled_client_dropped: bool | None = None
     #: Set when the record is a copy of another run's (the stall baseline).
     reused: str | None = None
+    #: A room run (wspractice-delta, the big room): the figures by kind of
+    #: client, ``{"full": {...}, "delta": {...}}``, as the generator wrote
+    #: them (``latency``, ``others_latency``, ``updates_lost``,
+    #: ``others_lost``, ``most_messages``, ``messages``, ``bytes``...).
+    room: JSON | None = None
+    #: A room run: every client's map against the server's at the end
+    #: (``delta_mismatches``, ``delta_unconverged``, ``full_unconverged``...).
+    verify: JSON | None = None
+    #: A room run: how long the room took to settle before the run
+    #: (``{"settled", "waiting", "seconds"}``).
+    settle: JSON | None = None
 
     @property
     def collapsed(self) -> bool:
@@ -166,6 +186,7 @@ KINDS: dict[str, type[Record]] = {
     "echo": EchoRecord,
     "presence": PresenceRecord,
     "stall": PresenceRecord,
+    "bigroom": PresenceRecord,
     "join": JoinRecord,
     "idle": IdleRecord,
     "shared": SharedRecord,
@@ -177,6 +198,10 @@ def record_from_json(data: JSON) -> Record:
     another version of the benchmark, are dropped)."""
     kind = KINDS.get(data.get("scenario", ""), Record)
     names = {f.name for f in dataclasses.fields(kind)}
+    if "machine_load" in data and "machine_load" not in names:
+        # Written before window_load had its name (the shared scenario's
+        # machine_load, taken when its run starts, is another figure).
+        data = {"window_load": data["machine_load"], **data}
     return kind(**{k: v for k, v in data.items() if k in names})
 
 

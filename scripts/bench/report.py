@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .context import Context, say
 from .machine import commit_label
-from .plot import plot
+from .plot import plot, plot_delta
 from .records import JSON, record_from_json
 from .scenarios import SCENARIOS
 from .servers import ROOT
@@ -50,6 +50,10 @@ def preamble(ctx: Context) -> list[str]:
         " (in the same table and at the same size). CPU in cores (1.0 = one core"
         " busy); gen: the load generator (w: worker processes).",
     ]
+    merged = meta.get("merged") or []
+    if merged:
+        lines += ["", "Runs reported together (their rows in this order):"]
+        lines += [f"- {m.get('date')}: {m.get('command')}" for m in merged]
     variants = variants_of(meta).values()
     if len(variants) > 1 or any(
         v.get("args") or v.get("env") or v.get("root", str(ROOT)) != str(ROOT)
@@ -73,12 +77,13 @@ def write_report(ctx: Context) -> None:
         report += ["", f"### {title}", "", text]
     print("\n".join(report))
     (ctx.out / "results.md").write_text("\n".join(report) + "\n")
-    image = None
+    images = []
     if not getattr(ctx.args, "no_plot", False):
-        image = plot(ctx, footer(ctx.meta))
+        images = [plot(ctx, footer(ctx.meta)), plot_delta(ctx, footer(ctx.meta))]
     say(
         f"==> done in {ctx.meta.get('seconds', 0):g} s: {ctx.out / 'results.json'},"
-        f" {ctx.out / 'results.md'}" + (f", {image}" if image else "")
+        f" {ctx.out / 'results.md'}"
+        + "".join(f", {image}" for image in images if image)
     )
 
 
@@ -90,19 +95,42 @@ def footer(meta: JSON) -> str:
     )
 
 
-def report_again(path: Path, output: Path | None, no_plot: bool = False) -> int:
-    """--from-results: the tables and the plot of an earlier run, again."""
-    data = json.loads(path.read_text())
-    meta = data["meta"]
+def report_again(
+    paths: Path | list[Path], output: Path | None, no_plot: bool = False
+) -> int:
+    """--from-results: the tables and the plot of earlier runs, again.
+
+    Several results.json are reported as one run: their records together,
+    in the order given, with the first one's settings and servers (and the
+    others' commands and dates in ``meta["merged"]``). Repeated runs of one
+    size then show as rows of their own, each delta run beside the full-map
+    run it ran with, and the plot draws their median and range.
+    """
+    paths = [paths] if isinstance(paths, Path) else paths
+    runs = [json.loads(path.read_text()) for path in paths]
+    meta = dict(runs[0]["meta"])
+    if len(runs) > 1:
+        meta["merged"] = [
+            {
+                "file": str(path),
+                "date": r["meta"].get("date"),
+                "command": r["meta"].get("command"),
+            }
+            for path, r in zip(paths, runs)
+        ]
     args = argparse.Namespace(**meta["settings"])
     args.no_plot = no_plot
     servers = list(meta["servers"])
+    for r in runs[1:]:
+        servers += [name for name in r["meta"]["servers"] if name not in servers]
     reference = meta.get("reference") or (
         "wspractice" if "wspractice" in servers else servers[0]
     )
-    out = output or path.parent
+    out = output or paths[0].parent
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args, servers, reference, out, meta=meta)
-    ctx.records = [record_from_json(r) for r in data["records"]]
+    ctx.records = [record_from_json(rec) for r in runs for rec in r["records"]]
+    if len(runs) > 1:
+        ctx.save()  # The merged records, as one results.json.
     write_report(ctx)
     return 0

@@ -75,7 +75,7 @@ def headline(ctx: Context, variants: list[str]) -> tuple[str, str] | None:
         (
             f"presence, {users} users × {rate:g} Hz",
             "presence",
-            {"users": users},
+            {"users": users, "protocol": None},
             presence,
             "latency.p99_ms",
         )

@@ -149,6 +149,17 @@ def gen_lag(path: str = "generator") -> Column:
 
 
 SERVER: Column = ("server", lambda r: str(r.server))
+#: The machine's 1-minute load average at the end of the window.
+LOAD = col("load 1m", "window_load")
+
+
+def _waited(r: object) -> str:
+    """Cores' worth of time the server and the generator waited for a CPU."""
+    server, generator = get(r, "server_cpu_wait"), get(r, "generator_cpu_wait")
+    return f"{fmt(server, 2)}, {fmt(generator, 2)}"
+
+
+WAITED: Column = ("waited for CPU: server, gen", _waited)
 SERVER_CPU = col("server CPU", "server_cpu_cores", digits=2)
 STATUS: Column = ("status", status_cell)
 

@@ -21,7 +21,9 @@ from .server import SoakServer
 from .watch import log
 
 #: Unless given after ``--``: shorter timeouts than the server's defaults, so
-#: that hostile connections cycle through them within the run.
+#: that hostile connections cycle through them within the run, and a small
+#: per-address limit, which only the crowds reach (every other client has a
+#: source address of its own).
 SERVER_DEFAULTS = [
     "--log-level",
     "warning",
@@ -35,6 +37,8 @@ SERVER_DEFAULTS = [
     "5",
     "--ping-timeout",
     "5",
+    "--max-connections-per-address",
+    "16",
 ]
 
 

@@ -5,15 +5,23 @@ with the weights of ``HostileMix.KINDS``: normal presence and echo sessions,
 abrupt resets (SO_LINGER 0), half-open ones (handshake, then silence),
 stalled readers (a tiny SO_RCVBUF, never read), oversize messages, garbage
 instead of HTTP, garbage frames, bad JSON, deeply nested JSON, binary
-messages, invalid UTF-8, message floods, refused handshakes and slowloris
-heads. Each returns what it saw (a close code, an HTTP status, a reset) and
-``EXPECTED`` says which outcomes are right for its kind.
+messages, invalid UTF-8, message floods, refused handshakes, slowloris
+heads, bulky states (over ``--max-state-size``) and crowds from one address
+(more connections than ``--max-connections-per-address``). Each returns what
+it saw (a close code, an HTTP status, a reset) and ``EXPECTED`` says which
+outcomes are right for its kind.
+
+Every client comes from a source address of its own in 127.0.0.0/8 (Linux
+routes all of it to loopback; :meth:`HostileMix.address`), and each crowd
+from one address of its own: so the server's per-address limit refuses a
+crowd beyond it, and nobody else.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import struct
@@ -23,12 +31,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from rawframes import OP_BINARY, OP_CLOSE, OP_TEXT, frame, upgrade_request
+import rawframes
+from rawframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, frame
+from rawframes import upgrade_request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from .watch import log
 from .rawclient import Outcome, Raw
+
+
+def loopback(network: int, n: int) -> str:
+    """The n-th address of 127.NETWORK.0.0/16 (never .0 or .255 last)."""
+    n %= 256 * 254
+    return f"127.{network}.{n // 254}.{1 + n % 254}"
+
+
+#: The second byte of each kind of client's source addresses.
+HOSTILE_NET = 1
+CROWD_NET = 2
+WALKER_NET = 3
 
 
 @dataclass
@@ -40,12 +62,20 @@ class HostileMix:
     open_raw: set[Raw] = field(default_factory=set)
     connections: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    #: Source addresses handed out: to single clients and to crowds.
+    addresses: int = 0
+    crowds: int = 0
 
     def record(self, kind: str, outcome: str) -> None:
         self.outcomes.setdefault(kind, Counter())[outcome] += 1
 
-    async def raw(self, rcvbuf: int | None = None) -> Raw:
-        client = await Raw.open(self.port, rcvbuf)
+    def address(self) -> str:
+        """A source address for one client, not used by any other for long."""
+        self.addresses += 1
+        return loopback(HOSTILE_NET, self.addresses)
+
+    async def raw(self, rcvbuf: int | None = None, source: str | None = None) -> Raw:
+        client = await Raw.open(self.port, rcvbuf, source or self.address())
         self.open_raw.add(client)
         return client
 
@@ -64,7 +94,11 @@ class HostileMix:
         # It reads no snapshot but the first: an unbounded queue keeps the
         # others from pausing its reads, which would hide the close frame.
         async with connect(
-            url, compression=None, open_timeout=30, max_queue=None
+            url,
+            compression=None,
+            open_timeout=30,
+            max_queue=None,
+            local_addr=(self.address(), 0),
         ) as ws:
             await ws.recv()
             for i in range(3):
@@ -74,7 +108,9 @@ class HostileMix:
 
     async def echo(self) -> str:
         url = f"ws://127.0.0.1:{self.port}/echo"
-        async with connect(url, compression=None, open_timeout=30) as ws:
+        async with connect(
+            url, compression=None, open_timeout=30, local_addr=(self.address(), 0)
+        ) as ws:
             for message in ("héllo", b"\x00\xff" * 100):
                 await ws.send(message)
                 if await ws.recv() != message:
@@ -274,6 +310,109 @@ class HostileMix:
             outcome = "dropped too early"
         return outcome
 
+    async def bulky(self, count: int | None = None) -> str:
+        """``count`` states over --max-state-size (1, 3 or --max-bad-messages).
+
+        Each gets an error reply and leaves the state as it was (no snapshot
+        ever carries a bulky one); fewer than --max-bad-messages in a row
+        leave the connection open (we close it, 1000), that many close it
+        with 1008.
+        """
+        client = await self.raw()
+        name = self.name()
+        most = self.options.max_bad_messages
+        if count is None:
+            count = self.rng.choice([1, 3, most] if most else [1, 3])
+        limit = self.options.max_state_size
+        biggest = min(4 * limit, self.options.max_message_size - 64)
+        if biggest <= limit:
+            self.done(client)
+            return "no bulky state fits in a message (--max-message-size)"
+        try:
+            await client.handshake(f"/?username={name}")
+            await client.send(frame(OP_TEXT, b'{"x": 1}'))
+            for _ in range(count):
+                size = self.rng.randint(limit + 1, biggest)  # {"pad":"..."}
+                state = b'{"pad":"' + b"x" * (size - 10) + b'"}'
+                await client.send(frame(OP_TEXT, state))
+            closes = bool(most) and count >= most
+            if not closes:
+                await client.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
+            replies, shown, code = await self._bulky_replies(client, name)
+        finally:
+            self.done(client)
+        if shown:
+            return "a bulky state was broadcast"
+        if not closes and replies == count and code == 1000:
+            return "error replies, then our close 1000"
+        if closes and replies == count - 1 and code == 1008:
+            return "error replies, then 1008"
+        return f"{replies} error replies to {count} bulky states, then close {code}"
+
+    async def _bulky_replies(
+        self, client: Raw, name: str
+    ) -> tuple[int, bool, int | None]:
+        """Read until the close: (error replies, whether a snapshot showed a
+        bulky state of ours, the close code)."""
+        replies = 0
+        shown = False
+        while True:
+            got = await client.frame()
+            if got.opcode == OP_PING:
+                await client.send(frame(OP_PONG, got.payload))
+            elif got.opcode == OP_CLOSE:
+                code, _ = rawframes.close_code(got.payload)
+                with contextlib.suppress(OSError, RuntimeError):
+                    await client.send(frame(OP_CLOSE, got.payload[:2]))
+                return replies, shown, code
+            elif got.opcode == OP_TEXT:
+                message = json.loads(got.payload)
+                if set(message) == {"error"}:
+                    replies += 1
+                    continue
+                for user in message.values():
+                    state = user.get("state")
+                    if user.get("username") == name and isinstance(state, dict):
+                        shown = shown or "pad" in state
+
+    async def crowd(self) -> str:
+        """More connections from one address than --max-connections-per-address.
+
+        The first ``limit`` are accepted and held open while the rest try:
+        each of those gets 429 with Retry-After. Everyone else goes on (the
+        walkers' and the other kinds' checks).
+        """
+        limit = self.options.max_connections_per_address
+        size = (limit or 16) + 4
+        self.crowds += 1
+        source = loopback(CROWD_NET, self.crowds)
+        held: list[Raw] = []
+        seen: Counter[str] = Counter()
+        try:
+            for _ in range(size):
+                client = await self.raw(source=source)
+                held.append(client)
+                request = rawframes.upgrade_request(f"/?username={self.name()}")
+                await client.send(request)
+                try:
+                    status, headers = await client.response_head()
+                except Outcome as outcome:
+                    seen[str(outcome)] += 1
+                    continue
+                if status == 429 and "retry-after" not in headers:
+                    seen["429 without Retry-After"] += 1
+                else:
+                    seen[str(status)] += 1
+        finally:
+            for client in held:
+                self.done(client)
+        if not limit and seen == {"101": size}:
+            return "all accepted (no limit)"
+        if limit and seen == {"101": limit, "429": size - limit}:
+            return "accepted up to the limit, the rest 429"
+        got = ", ".join(f"{status} x{n}" for status, n in sorted(seen.items()))
+        return f"{got} (limit {limit})"
+
     KINDS: ClassVar[dict[str, float]] = {
         "normal": 12,
         "echo": 6,
@@ -291,6 +430,8 @@ class HostileMix:
         "deep_json": 4,
         "refused": 10,
         "slowloris": 3,
+        "bulky": 6,
+        "crowd": 2,
     }
 
     async def one(self, kind: str) -> None:
@@ -359,6 +500,8 @@ EXPECTED: dict[str, set[str]] = {
     "deep_json": {"close 1000"},
     "refused": {"http 400", "http 403"},
     "slowloris": {"dropped mid-head"},
+    "bulky": {"error replies, then our close 1000", "error replies, then 1008"},
+    "crowd": {"accepted up to the limit, the rest 429", "all accepted (no limit)"},
 }  # fmt: skip
 
 
@@ -374,6 +517,7 @@ SERVER_CLOSES = {
     "invalid_utf8",
     "flood",
     "deep_json",
+    "bulky",
 }
 
 

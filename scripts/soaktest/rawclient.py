@@ -32,12 +32,18 @@ class Raw:
         self.buffer = b""
 
     @classmethod
-    async def open(cls, port: int, rcvbuf: int | None = None) -> Raw:
+    async def open(
+        cls, port: int, rcvbuf: int | None = None, source: str | None = None
+    ) -> Raw:
+        """Connect to the server on 127.0.0.1 from ``source`` (an address of
+        127.0.0.0/8, all of which Linux routes to loopback) if given."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         try:
+            if source is not None:
+                sock.bind((source, 0))
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         except OSError:
             sock.close()
@@ -51,6 +57,12 @@ class Raw:
 
     async def response(self) -> int:
         """Read an HTTP response; its status (its body is skipped)."""
+        status, _ = await self.response_head()
+        return status
+
+    async def response_head(self) -> tuple[int, dict[str, str]]:
+        """Read an HTTP response; its status and headers (lower-case names;
+        its body is skipped)."""
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
@@ -58,7 +70,7 @@ class Raw:
         length = re.search(rb"(?i)content-length: *(\d+)", head)
         if length:
             await self.reader.readexactly(int(length.group(1)))
-        return rawframes.response_status(head)
+        return rawframes.parse_response_head(head)
 
     async def handshake(self, path: str, extra: str = "") -> None:
         await self.send(rawframes.upgrade_request(path, extra=extra))

@@ -100,6 +100,11 @@ def checks(f: Findings) -> list[tuple[str, bool]]:
     ]
 
 
+def per_address(f: Findings) -> str:
+    limit = int(f.mix.options.max_connections_per_address)
+    return f"at most {limit}" if limit else "any number of"
+
+
 def mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
@@ -118,6 +123,9 @@ def describe(f: Findings) -> list[str]:
         "server: " + " ".join(f.command[1:]),
         f"connections: {hostile} hostile ({hostile / a.duration:.1f}/s)"
         f" + {walkers} walkers",
+        f"source addresses: one of its own for each hostile client"
+        f" ({f.mix.addresses}), each crowd ({f.mix.crowds}) and each walker;"
+        f" the server allows {per_address(f)} connections per address",
         "what the hostile clients saw:",
     ]
     for kind in HostileMix.KINDS:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from procstat import Usage
 
-from .hostile import HostileMix
+from .hostile import WALKER_NET, HostileMix, loopback
 from .report import Findings
 from .server import SoakServer
 from .walkers import Walker, last_moves, meet
@@ -45,7 +45,10 @@ async def start_walkers(
     args: argparse.Namespace, url: str
 ) -> tuple[list[Walker], list[asyncio.Task[None]]]:
     """Connect the walkers and wait until each has seen every other."""
-    walkers = [Walker(f"walker-{n}", args.rate) for n in range(args.walkers)]
+    walkers = [
+        Walker(f"walker-{n}", args.rate, loopback(WALKER_NET, n))
+        for n in range(args.walkers)
+    ]
     tasks = [asyncio.create_task(w.run(url)) for w in walkers]
     if not await meet(walkers, MEET_SECONDS):
         log(f"the walkers did not all see each other within {MEET_SECONDS:g} s")

@@ -23,9 +23,11 @@ from websockets.exceptions import ConnectionClosed
 class Walker:
     """A well-behaved client that moves at a steady rate and checks snapshots."""
 
-    def __init__(self, name: str, rate: float) -> None:
+    def __init__(self, name: str, rate: float, source: str | None = None) -> None:
         self.name = name
         self.rate = rate
+        #: The source address it connects from (None: the system's choice).
+        self.source = source
         self.ws: ClientConnection | None = None
         self.sent = 0
         self.sent_at: dict[int, float] = {}
@@ -43,7 +45,10 @@ class Walker:
 
     async def run(self, url: str) -> None:
         self.ws = await connect(
-            f"{url}/?username={self.name}", compression=None, open_timeout=30
+            f"{url}/?username={self.name}",
+            compression=None,
+            open_timeout=30,
+            local_addr=(self.source, 0) if self.source else None,
         )
         receiver = asyncio.create_task(self.receive())
         period = 1 / self.rate

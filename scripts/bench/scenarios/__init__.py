@@ -14,7 +14,7 @@ import argparse
 from typing import Protocol
 
 from ..context import Context
-from . import echo, handshake, idle, join, presence, shared, stall
+from . import bigroom, echo, handshake, idle, join, presence, shared, stall
 
 
 class Scenario(Protocol):
@@ -29,12 +29,15 @@ class Scenario(Protocol):
 
 SCENARIOS: dict[str, Scenario] = {
     module.NAME: module
-    for module in (handshake, echo, presence, join, stall, idle, shared)
+    for module in (handshake, echo, presence, join, stall, idle, shared, bigroom)
 }
 
-#: What runs without --scenarios: all but ``shared``, which needs redis-server
-#: and measures layouts of wspractice rather than servers side by side.
-DEFAULT_SCENARIOS = [name for name in SCENARIOS if name != shared.NAME]
+#: Scenarios that run only when named in --scenarios: ``shared``, which needs
+#: redis-server and measures layouts of wspractice rather than servers side
+#: by side, and ``bigroom``, thousands of connections per server and mode.
+OPTIONAL = (shared.NAME, bigroom.NAME)
+#: What runs without --scenarios.
+DEFAULT_SCENARIOS = [name for name in SCENARIOS if name not in OPTIONAL]
 
 
 def planned_runs(args: argparse.Namespace, servers: int) -> int:

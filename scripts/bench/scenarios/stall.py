@@ -28,7 +28,7 @@ def runs(args: argparse.Namespace, servers: int) -> int:
 
 def baseline(ctx: Context, name: str, others: int) -> Record | None:
     """A presence run of ``others`` users as long as the stall runs."""
-    for r in ctx.pick("presence", users=others):
+    for r in ctx.pick("presence", users=others, protocol=None):
         if (
             r.server == name
             and r.params.get("duration") == ctx.args.stall_duration
