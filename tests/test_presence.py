@@ -468,16 +468,19 @@ def test_a_slow_delta_reader_gets_merged_changes_never_a_gap(
         for i in range(300):
             alex.send(json.dumps({"i": i, "pad": "a" * 900}))
             bob.send(json.dumps({"i": -i, "pad": "b" * 900}))
-            if i == 150:
-                carl = join(server.url("/?username=Carl")).__enter__()
+            if i == 150:  # Carl joins and leaves while Slow is behind.
+                carl = RawClient(server.port)
+                carl.handshake("/?username=Carl")
             if i == 200:
-                carl.__exit__(None, None, None)
+                carl.close()
         final = recv_until(
             alex,
             lambda s: users_named(s).get("Alex", {}).get("i") == 299
             and users_named(s).get("Bob", {}).get("i") == -299
             and "Carl" not in users_named(s),
         )
+        # Now Slow reads, with room to read quickly.
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         view = DeltaView()
         while view.users != final:  # read_frame fails after TIMEOUT of silence.
             opcode, fin, payload = slow.read_frame()
