@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,6 +14,17 @@ from wspractice import Options, Server
 #: Every wait in the tests is a multiple of this; raise it on a slow machine
 #: with WSPRACTICE_TEST_TIMEOUT=10.
 TIMEOUT = float(os.environ.get("WSPRACTICE_TEST_TIMEOUT", "5"))
+
+
+def threads_left(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started since ``before`` was taken that are still alive, once
+    none is or after TIMEOUT (threads that ended meanwhile do not count)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        left = [t for t in threading.enumerate() if t not in before]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 class RunningServer:

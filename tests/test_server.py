@@ -61,7 +61,7 @@ from .clients import (
     recv_json,
     recv_until,
 )
-from .conftest import TIMEOUT
+from .conftest import TIMEOUT, threads_left
 from .rawws import (
     KEY,
     OP_BINARY,
@@ -96,14 +96,6 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def threads_back_to(before: int) -> int:
-    """The thread count once it is back to ``before``, or after TIMEOUT."""
-    deadline = time.monotonic() + TIMEOUT
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return threading.active_count()
-
-
 # ------------------------------------------------------------ shutdown
 
 
@@ -124,7 +116,7 @@ def test_shutdown_closes_every_websocket_with_1001(start_server: Any) -> None:
 def test_shutdown_answers_handshakes_in_flight_with_503_and_leaves_no_thread(
     start_server: Any,
 ) -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     server = start_server(handshake_timeout=5)
     with join(server.url("/?username=Alex")) as alex:
         recv_json(alex)
@@ -147,13 +139,13 @@ def test_shutdown_answers_handshakes_in_flight_with_503_and_leaves_no_thread(
         assert not stopper.is_alive(), "Server.stop() did not return"
         partial.close()
         idle.close()
-    assert threads_back_to(before) == before, threading.enumerate()
+    assert threads_left(before) == []
 
 
 def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
     start_server: Any,
 ) -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     server = start_server(
         broadcast_interval=0,
         rate_limit=0,
@@ -185,7 +177,7 @@ def test_shutdown_with_a_stalled_reader_still_ends_and_leaves_no_thread(
         stopper.join(3 * TIMEOUT)
         assert not stopper.is_alive(), "Server.stop() did not return"
         stalled.close()
-    assert threads_back_to(before) == before, threading.enumerate()
+    assert threads_left(before) == []
 
 
 # ------------------------------------------------------------ the fuzz: inputs
@@ -700,7 +692,7 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
     while not all(len(w.seen) == 2 for w in walkers):
         assert time.monotonic() < deadline, problems
         time.sleep(0.05)
-    threads_before, fds_before = threading.active_count(), fd_count()
+    threads_before, fds_before = set(threading.enumerate()), fd_count()
 
     # Connections the server's deadlines must end: a head that never ends,
     # nothing at all, and a WebSocket that never answers a ping.
@@ -738,11 +730,11 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
         while time.monotonic() < deadline and (
             len(server.connections) > 2
             or len(server.websockets.clients) > 2
-            or threading.active_count() > threads_before
+            or any(t not in threads_before for t in threading.enumerate())
             or fd_count() > fds_before
         ):
             time.sleep(0.05)
-        threads_after, fds_after = threading.active_count(), fd_count()
+        threads_after, fds_after = threads_left(threads_before), fd_count()
         users = len(server.presence.users)
 
         # The walkers stop, make one last move each, and must see both.
@@ -790,5 +782,5 @@ def test_hostile_bytes_never_hurt_the_server_or_other_clients(
     assert not lost, summary
     assert last_users == [2, 2], summary
     assert left == (2, 2, 2), "connections, sessions and users left over"
-    assert threads_after == threads_before, threading.enumerate()
+    assert threads_after == [], "threads left over"
     assert fds_after == fds_before, sorted(os.listdir("/proc/self/fd"))

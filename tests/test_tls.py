@@ -11,7 +11,6 @@ import json
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 trustme = pytest.importorskip("trustme")
 
 from .clients import join, last_until, recv_json, users_named  # noqa: E402
-from .conftest import TIMEOUT  # noqa: E402
+from .conftest import TIMEOUT, threads_left  # noqa: E402
 from .rawws import read_until_closed, upgrade_request  # noqa: E402
 
 
@@ -140,13 +139,10 @@ def test_plain_http_to_a_tls_port_costs_no_thread(
         str(certfile)
     )
     server = start_server(certfile=str(certfile))
-    threads = threading.active_count()
+    threads = set(threading.enumerate())
     for _ in range(20):
         with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             _, how = read_until_closed(s)
             assert how in ("eof", "reset"), "plain HTTP to the TLS port was kept"
-    deadline = time.monotonic() + TIMEOUT
-    while threading.active_count() > threads and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() == threads, threading.enumerate()
+    assert threads_left(threads) == [], "a plain HTTP request left a thread"
