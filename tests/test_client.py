@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -468,6 +469,37 @@ def test_tcp_closed_without_a_close_frame_is_1006(raw: RawServer) -> None:
         'Disconnected (code: 1006, reason: "the connection was lost without a'
         ' close frame")',
     ]
+    assert (status, err) == (1, "")
+
+
+def test_a_close_frame_without_a_code_is_a_clean_close(raw: RawServer) -> None:
+    proc = start_client(raw.url(), "--echo")
+    try:
+        raw.accept()
+        raw.send(raw.switching_protocols() + server_frame(OP_CLOSE))
+        opcode, fin, payload = raw.read_frame()
+        assert (opcode, fin, payload) == (OP_CLOSE, True, b"")  # Echoed as is.
+        raw.conn.close()  # type: ignore[union-attr]
+    finally:
+        status, out, err = finish(proc)
+    assert out.splitlines() == ["Connected", 'Disconnected (code: 1005, reason: "")']
+    assert (status, err) == (0, "")
+
+
+def test_a_server_that_resets_the_connection_is_1006(raw: RawServer) -> None:
+    proc = start_client(raw.url(), "--echo")
+    try:
+        raw.accept()
+        raw.send(raw.switching_protocols() + server_frame(OP_TEXT, b"x" * 100_000))
+        assert raw.conn is not None
+        raw.conn.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        raw.conn.close()  # A reset: reading or echoing fails, whichever is first.
+    finally:
+        status, out, err = finish(proc)
+    assert out.splitlines()[0] == "Connected"
+    assert out.splitlines()[-1].startswith('Disconnected (code: 1006, reason: "')
     assert (status, err) == (1, "")
 
 

@@ -31,7 +31,7 @@ It keeps to RFC 6455 as a client:
   ``--close-timeout``.
 
 Exit status: 0 after a clean close that we started or that the server
-started with 1000 or 1001; 1 when the connection could not be made, the
+started with 1000, 1001 or no code; 1 when the connection could not be made, the
 handshake was refused, or the connection ended any other way (the server
 broke the protocol, a message was too big, no answer to our close); 2 for
 bad arguments.
@@ -359,6 +359,8 @@ class Client:
         self.close_deadline: float | None = None
         #: True once the server closed TCP.
         self._eof = False
+        #: True once a send failed: the connection is gone.
+        self._send_failed = False
 
     def done(self) -> bool:
         """Whether the connection is over (``result`` is set)."""
@@ -469,11 +471,26 @@ class Client:
     # ------------------------------------------------------------ I/O
 
     def _send(self, data: bytes) -> None:
+        """Send bytes; once connected, a failure ends the connection (1006)."""
         assert self.sock is not None
+        if self._eof or self._send_failed:
+            return
         try:
             self.sock.sendall(data)
         except OSError as exc:
-            raise ClientError(f"cannot send: {exc.strerror or exc}") from None
+            if self.ws.state is ConnectionState.CONNECTING:
+                raise ClientError(f"cannot send: {exc.strerror or exc}") from None
+            # The server is gone (reset, broken pipe): nothing more to say.
+            self._send_failed = True
+            self.close_deadline = None
+            if self.result is None:
+                self.print(
+                    describe_close(
+                        CloseReason.ABNORMAL_CLOSURE,
+                        f"cannot send: {exc.strerror or exc}",
+                    )
+                )
+                self.result = 1
 
     def _recv(self, deadline: float | None = None) -> bytes:
         assert self.sock is not None
@@ -543,8 +560,10 @@ class Client:
         self._send_close(code, reason)
 
     def _send_close(self, code: int, reason: str) -> None:
+        """Send a close frame, then wait --close-timeout for the server."""
         self._send(self.ws.send(CloseConnection(code=code, reason=reason)))
-        self.close_deadline = time.monotonic() + self.settings.close_timeout
+        if not self._send_failed:
+            self.close_deadline = time.monotonic() + self.settings.close_timeout
 
     # ------------------------------------------------------------ receiving
 
@@ -652,28 +671,30 @@ class Client:
             file=sys.stderr,
         )
         if self.open:
-            self._send_close(event.code, reason)
             self.print(describe_close(event.code, reason))
-        else:
+            self.result = 1
+            self._send_close(event.code, reason)
+        else:  # We had sent our close frame already.
             self.print(describe_close(CloseReason.ABNORMAL_CLOSURE, reason))
-        self.result = 1
+            self.result = 1
 
     def _closed(self, event: CloseConnection) -> None:
         """A close frame from the server: its own, or its answer to ours."""
-        if self.ws.state is ConnectionState.REMOTE_CLOSING:
-            self._send(self.ws.send(event.response()))  # Answer the server.
-            # Now the server closes TCP (RFC 6455 7.1.1); give it some time.
-            self.close_deadline = time.monotonic() + self.settings.close_timeout
         self.print(describe_close(event.code, event.reason or ""))
         if self._closed_on_error:
             self.result = 1
         elif self.we_closed or event.code in (
             CloseReason.NORMAL_CLOSURE,
             CloseReason.GOING_AWAY,
+            CloseReason.NO_STATUS_RCVD,  # A close frame without a code.
         ):
             self.result = 0
         else:
             self.result = 1
+        if self.ws.state is ConnectionState.REMOTE_CLOSING:
+            # Answer with the same code; then the server closes TCP first
+            # (RFC 6455 7.1.1), within --close-timeout.
+            self._send_close(event.code, event.reason or "")
 
     def check_close_deadline(self) -> None:
         """Give up on a server that does not answer our close frame."""
@@ -698,7 +719,7 @@ class Client:
         """
         if self.sock is None:
             return
-        if self.close_deadline is not None and not self._eof:
+        if self.close_deadline is not None and not (self._eof or self._send_failed):
             try:
                 while self._recv(self.close_deadline):
                     pass
