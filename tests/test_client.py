@@ -210,6 +210,11 @@ def test_help_explains_the_options_and_commands() -> None:
     assert result.returncode == 0
     for text in ["-x", "--execute", "--wait", "-H", "--origin", "/ping", "/close"]:
         assert text in result.stdout
+    for text in ["--echo", "--quiet", "--compression", "--close-timeout"]:
+        assert text in result.stdout
+    for text in ["--ca FILE", "--insecure", "self-signed", "SSL_CERT_FILE"]:
+        assert text in result.stdout
+    assert "--version" in result.stdout
 
 
 def test_ctrl_c_closes_with_1000_and_exits_0(server: RunningServer) -> None:

@@ -45,6 +45,7 @@ import selectors
 import socket
 import ssl
 import sys
+import textwrap
 import threading
 import time
 import urllib.parse
@@ -160,24 +161,33 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _paragraphs(*texts: str) -> str:
+    """Text for --help, wrapped (RawDescriptionHelpFormatter keeps COMMANDS)."""
+    return "\n\n".join(textwrap.fill(text, 79, break_on_hyphens=False) for text in texts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wspractice.client",
-        description=(
-            "Connect to a WebSocket server, send each line you type as a"
-            " text message and print what the server sends (as '< message')."
-            " Try: python -m wspractice.client"
-            ' \'ws://127.0.0.1:8000/?username=Alex\' and type {"x": 1, "y": 2}.'
+        description=_paragraphs(
+            "Connect to a WebSocket server, send each line you type as a text"
+            " message and print what the server sends (as '< message'). Try:"
+            " python -m wspractice.client 'ws://127.0.0.1:8000/?username=Alex'"
+            ' and type {"x": 1, "y": 2}.'
         ),
         epilog=COMMANDS
-        + "\n\nCtrl-D (end of input) or Ctrl-C closes the connection with 1000."
-        "\n\nwss:// checks the server's certificate against the system's CA"
-        " store (or the file named by the SSL_CERT_FILE environment variable);"
-        " for a private or self-signed certificate give its CA with --ca, or"
-        " skip the check with --insecure."
-        "\n\nExit status: 0 after a clean close, 1 if the connection failed, was"
-        " refused or ended abnormally (also when the server broke the protocol"
-        " and the client closed with 1002 or 1007), 2 for bad arguments.",
+        + "\n\n"
+        + _paragraphs(
+            "Ctrl-D (end of input) or Ctrl-C closes the connection with 1000.",
+            "wss:// checks the server's certificate against the system's CA"
+            " store (or the file named by the SSL_CERT_FILE environment"
+            " variable); for a private or self-signed certificate give its CA"
+            " with --ca, or skip the check with --insecure.",
+            "Exit status: 0 after a clean close, 1 if the connection failed, was"
+            " refused or ended abnormally (also when the server broke the"
+            " protocol and the client closed with 1002 or 1007), 2 for bad"
+            " arguments.",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -209,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--echo",
         action="store_true",
         help="a test peer: send every message back as it came (text as text,"
-        " binary as binary) and stay until the server closes; stdin is not read",
+        " binary as binary), answer pings, and stay until the server closes;"
+        " stdin is not read",
     )
     mode.add_argument(
         "-q",
