@@ -154,6 +154,8 @@ class Result:
     cases: int = 0
     expected: int | None = None
     seconds: float = 0.0
+    #: CPU seconds by process group (local runner only).
+    cpu: dict[str, float] = field(default_factory=dict)
     error: str = ""
 
     @property
@@ -229,10 +231,34 @@ def stream(pipe: IO[str], prefix: str, sink: IO[str] | None = None) -> threading
     return thread
 
 
+def reap(proc: subprocess.Popen[str], timeout: float | None = None) -> float:
+    """Wait for a child; the CPU seconds it and its reaped descendants used.
+
+    The runners wait for wstest and for every client they start, so their
+    figure covers the suite and the clients; on a busy machine it says more
+    about the work than the wall time does.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        assert deadline is not None
+        if time.monotonic() > deadline:
+            proc.kill()
+            deadline = None
+        else:
+            time.sleep(0.05)
+
+
 def run_command(
     command: Sequence[str], name: str, **kwargs: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run a runner: its stdout (the summary) is kept, its stderr logged."""
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a runner: its stdout (the summary) is kept, its stderr logged.
+
+    Returns the CPU seconds it used (with what it waited for) too.
+    """
     proc = subprocess.Popen(
         list(command),
         stdout=subprocess.PIPE,
@@ -243,9 +269,9 @@ def run_command(
     assert proc.stdout is not None and proc.stderr is not None
     errors = stream(proc.stderr, name)
     out = proc.stdout.read()
-    proc.wait()
+    cpu = reap(proc)
     errors.join()
-    return subprocess.CompletedProcess(list(command), proc.returncode, out, "")
+    return subprocess.CompletedProcess(list(command), proc.returncode, out, ""), cpu
 
 
 def start_server(compression: bool) -> tuple[subprocess.Popen[str], int]:
@@ -275,13 +301,10 @@ def start_server(compression: bool) -> tuple[subprocess.Popen[str], int]:
     return proc, int(match.group(1))
 
 
-def stop_process(proc: subprocess.Popen[str]) -> None:
+def stop_process(proc: subprocess.Popen[str]) -> float:
+    """Stop a server (SIGTERM, then SIGKILL after 10 s); its CPU seconds."""
     proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return reap(proc, timeout=10)
 
 
 def free_port() -> int:
@@ -340,10 +363,12 @@ class LocalRunner:
         command = self.server_command(run, f"ws://127.0.0.1:{port}/echo", outdir)
         result.command = shlex.join(command)
         log(f"{run.name}: {result.command}")
+        server_cpu = 0.0
         try:
-            completed = run_command(command, run.name)
+            completed, cpu = run_command(command, run.name)
         finally:
-            stop_process(proc)
+            server_cpu = stop_process(proc)
+        result.cpu = {"suite": cpu, "server": server_cpu}
         result.summary = completed.stdout
         if completed.returncode == 2:
             raise SuiteError(f"autobahn.sh could not run (exit 2); see {outdir}")
@@ -356,7 +381,8 @@ class LocalRunner:
         command = self.client_command(run, outdir)
         result.command = shlex.join(command)
         log(f"{run.name}: {result.command}")
-        completed = run_command(command, run.name, cwd=ROOT)
+        completed, cpu = run_command(command, run.name, cwd=ROOT)
+        result.cpu = {"suite and clients": cpu}
         result.summary = completed.stdout
         if completed.returncode == 2:
             raise SuiteError(f"fuzzingserver.py could not run (exit 2); see {outdir}")
@@ -655,6 +681,9 @@ def print_result(result: Result) -> None:
     print(f"behaviorClose: {counts(result.close)}")
     print(f"informational: {' '.join(result.informational) or 'none'}")
     print(f"wall time:     {result.seconds:.0f} s")
+    if result.cpu:
+        parts = ", ".join(f"{name} {cpu:.0f} s" for name, cpu in result.cpu.items())
+        print(f"cpu time:      {parts}")
     if result.bad:
         print(f"NOT OK ({len(result.bad)}):")
         for line in result.bad:

@@ -354,3 +354,19 @@ def test_the_printed_result_names_the_command_and_the_verdict(
         result:        PASS
 
         """)
+
+
+def test_the_local_server_run_counts_cases_and_cpu(tmp_path: Path) -> None:
+    tools = conformance.DEFAULT_TOOLS
+    if not (tools / "autobahn.sh").exists() or not os.access(WSTEST, os.X_OK):
+        pytest.skip("the Autobahn runners or the suite are not installed here")
+    runner = conformance.LocalRunner(tools)
+    run = replace(RUNS["plain"], cases="1.1.1,2.1,12.1.1")
+    result = conformance.execute(runner, run, tmp_path / "out")
+    assert result.error == ""
+    assert (result.cases, result.expected) == (3, 3)
+    assert result.behavior == {"OK": 2, "UNIMPLEMENTED": 1}
+    assert result.passed
+    assert "result: PASS" in result.summary  # The runner's own summary.
+    assert set(result.cpu) == {"suite", "server"}
+    assert all(cpu > 0 for cpu in result.cpu.values())
