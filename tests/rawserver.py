@@ -10,6 +10,7 @@ parsed here, independently of wsproto.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 from .conftest import TIMEOUT
@@ -55,10 +56,12 @@ class RawServer:
 
     # ------------------------------------------------------------ handshake
 
-    def accept(self) -> dict[str, str]:
+    def accept(self, tls: ssl.SSLContext | None = None) -> dict[str, str]:
         """Take the client's connection and read its upgrade request."""
         self.conn, _ = self.listener.accept()
         self.conn.settimeout(TIMEOUT)
+        if tls is not None:
+            self.conn = tls.wrap_socket(self.conn, server_side=True)
         while b"\r\n\r\n" not in self.buffer:
             if not self._fill():
                 raise ConnectionError(f"EOF before a full request: {self.buffer!r}")

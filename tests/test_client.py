@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -728,6 +729,26 @@ def run_tls_client(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=TIMEOUT,
         env=env,
     )
+
+
+def test_a_frame_with_the_101_over_tls_is_handled_at_once(
+    raw: RawServer, ca: Any, ca_file: str
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    proc = start_client(raw.url(scheme="wss"), "--echo", "--ca", ca_file)
+    try:
+        raw.accept(tls=context)
+        big = b"b" * 40_000  # More than one TLS record.
+        raw.send(raw.switching_protocols() + server_frame(OP_BINARY, big))
+        assert raw.read_frame() == (OP_BINARY, True, big)
+        raw.send(server_close(1000))
+        assert raw.read_close() == (1000, "")
+        raw.conn.close()  # type: ignore[union-attr]
+    finally:
+        status, out, err = finish(proc)
+    assert out.splitlines()[0] == "Connected"
+    assert (status, err) == (0, "")
 
 
 def test_wss_with_a_private_ca_is_refused_without_ca(

@@ -163,7 +163,9 @@ def positive_int(text: str) -> int:
 
 def _paragraphs(*texts: str) -> str:
     """Text for --help, wrapped (RawDescriptionHelpFormatter keeps COMMANDS)."""
-    return "\n\n".join(textwrap.fill(text, 79, break_on_hyphens=False) for text in texts)
+    return "\n\n".join(
+        textwrap.fill(text, 79, break_on_hyphens=False) for text in texts
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -578,12 +580,16 @@ class Client:
 
     # ------------------------------------------------------------ receiving
 
+    def tls_pending(self) -> bool:
+        """Whether decrypted bytes wait in the TLS object (select cannot tell)."""
+        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+
     def receive(self) -> None:
         """Read once from the socket and handle what wsproto makes of it."""
         data = self._recv()
-        if isinstance(self.sock, ssl.SSLSocket):
-            while self.sock.pending():  # Decrypted bytes select cannot see.
-                data += self.sock.recv(RECV_SIZE)
+        while self.tls_pending():
+            assert self.sock is not None
+            data += self.sock.recv(RECV_SIZE)
         if not data:
             self._eof = True
             self.print(
@@ -788,8 +794,11 @@ def run(
     close_at: float | None = None
 
     try:
-        # Frames that came with the 101 are waiting in wsproto already.
+        # Frames that came with the 101 are waiting in wsproto already, and
+        # with TLS perhaps more in the TLS object, where select cannot see.
         client.handle_events()
+        if client.tls_pending() and not client.done():
+            client.receive()
         if args.echo:
             pass  # Only the server's messages, until it closes.
         elif args.execute:
