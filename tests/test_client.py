@@ -364,6 +364,27 @@ def test_a_protocol_error_is_failed_with_1002_and_the_socket_closed(
     assert status == 1
 
 
+def test_a_protocol_error_after_our_close_is_not_closed_twice(raw: RawServer) -> None:
+    proc = start_client(raw.url(), "-x", "bye", "--wait", "0", "--close-timeout", "60")
+    try:
+        raw.accept()
+        raw.send(raw.switching_protocols())
+        assert raw.read_frame() == (OP_TEXT, True, b"bye")
+        assert raw.read_close() == (1000, "")
+        raw.send(server_frame(OP_TEXT, b"x", rsv=2) + server_close(1000))
+        raw.conn.close()  # type: ignore[union-attr]
+    finally:
+        status, out, err = finish(proc)
+    assert out.splitlines() == [
+        "Connected",
+        'Disconnected (code: 1006, reason: "Reserved bit set unexpectedly")',
+    ]
+    assert (
+        err == "error: the server broke the protocol: Reserved bit set unexpectedly\n"
+    )
+    assert status == 1
+
+
 def test_the_server_closing_tcp_after_our_1002_ends_the_client_at_once(
     raw: RawServer,
 ) -> None:

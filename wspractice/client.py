@@ -364,8 +364,6 @@ class Client:
         #: True once we closed because of the server (too big a message):
         #: what arrives after is dropped, and the exit status is 1.
         self._closed_on_error = False
-        #: True once wsproto found a protocol error: nothing more is parsed.
-        self.failed = False
         #: Set when the connection is over: the exit status.
         self.result: int | None = None
         #: Until when we wait for the closing handshake, then for TCP EOF.
@@ -681,19 +679,15 @@ class Client:
         and dropped until the server closes TCP or --close-timeout passes.
         """
         reason = event.reason or ""
-        self.failed = True
-        print(
-            f"error: the server broke the protocol: {reason} (closing with"
-            f" {event.code})",
-            file=sys.stderr,
-        )
+        error = f"error: the server broke the protocol: {reason}"
+        self.result = 1
         if self.open:
+            print(f"{error} (closing with {event.code})", file=sys.stderr)
             self.print(describe_close(event.code, reason))
-            self.result = 1
             self._send_close(event.code, reason)
         else:  # We had sent our close frame already.
+            print(error, file=sys.stderr)
             self.print(describe_close(CloseReason.ABNORMAL_CLOSURE, reason))
-            self.result = 1
 
     def _closed(self, event: CloseConnection) -> None:
         """A close frame from the server: its own, or its answer to ours."""
