@@ -5,17 +5,36 @@ text message and prints every message it receives as ``< message``. Lines
 that start with ``/`` are commands: ``/ping [DATA]``, ``/close [CODE
 [REASON]]`` and ``/help``; ``//text`` sends ``/text``. For scripts,
 ``-x MESSAGE`` (repeatable) sends messages without reading stdin, and
-``--wait SECONDS`` says how long to keep printing before closing.
+``--wait SECONDS`` says how long to keep printing before closing. With
+``--echo`` it is a test peer instead: every message goes back to the server
+as it came (text as text, binary as binary) until the server closes.
 
 Like the server, it runs wsproto over a plain socket, in the three steps of
 wsproto's example: read bytes, feed them to wsproto, handle its events. One
 thread owns the socket and the wsproto object; another only reads stdin and
 hands lines over through a queue, so no lock is needed.
 
+It keeps to RFC 6455 as a client:
+
+* frames that arrive in the same read as the ``101`` response are handled
+  at once, not when the next bytes come;
+* when the server breaks the protocol, wsproto reports it as a
+  ``CloseConnection`` while the connection is still open (its
+  ``ParseFailed``). The client then fails the connection itself (section
+  7.1.7): it sends a close frame with wsproto's code (1002, or 1007 for
+  invalid UTF-8), parses nothing more, waits up to ``--close-timeout`` for
+  the server to close TCP, and then closes it;
+* a close frame from the server is answered with the same code, and the
+  client waits for the server to close TCP first (section 7.1.1), again for
+  at most ``--close-timeout``;
+* a server that never answers our close frame is dropped after
+  ``--close-timeout``.
+
 Exit status: 0 after a clean close that we started or that the server
-started with 1000 or 1001; 1 when the connection could not be made, the
-handshake was refused, or the connection ended any other way; 2 for bad
-arguments.
+started with 1000, 1001 or no code; 1 when the connection could not be made, the
+handshake was refused, or the connection ended any other way (the server
+broke the protocol, a message was too big, no answer to our close); 2 for
+bad arguments.
 """
 
 from __future__ import annotations
@@ -26,12 +45,13 @@ import selectors
 import socket
 import ssl
 import sys
+import textwrap
 import threading
 import time
 import urllib.parse
-from http import HTTPStatus
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TextIO
 
 from wsproto import WSConnection
@@ -47,10 +67,17 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
 
+from . import __version__
+
 RECV_SIZE = 64 * 1024
+
+#: The largest message the client takes by default, counted across
+#: fragments (after inflation with permessage-deflate).
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 #: Close codes a client may send (RFC 6455 section 7.4; 1005, 1006 and 1015
 #: are never sent, 1004 and 1016-2999 are reserved).
@@ -127,25 +154,52 @@ def non_negative_seconds(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _paragraphs(*texts: str) -> str:
+    """Text for --help, wrapped (RawDescriptionHelpFormatter keeps COMMANDS)."""
+    return "\n\n".join(
+        textwrap.fill(text, 79, break_on_hyphens=False) for text in texts
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wspractice.client",
-        description=(
-            "Connect to a WebSocket server, send each line you type as a"
-            " text message and print what the server sends (as '< message')."
-            " Try: python -m wspractice.client"
-            ' \'ws://127.0.0.1:8000/?username=Alex\' and type {"x": 1, "y": 2}.'
+        description=_paragraphs(
+            "Connect to a WebSocket server, send each line you type as a text"
+            " message and print what the server sends (as '< message'). Try:"
+            " python -m wspractice.client 'ws://127.0.0.1:8000/?username=Alex'"
+            ' and type {"x": 1, "y": 2}.'
         ),
         epilog=COMMANDS
-        + "\n\nCtrl-D (end of input) or Ctrl-C closes the connection with 1000."
-        " Exit status: 0 after a clean close, 1 if the connection failed, was"
-        " refused or ended abnormally, 2 for bad arguments.",
+        + "\n\n"
+        + _paragraphs(
+            "Ctrl-D (end of input) or Ctrl-C closes the connection with 1000.",
+            "wss:// checks the server's certificate against the system's CA"
+            " store (or the file named by the SSL_CERT_FILE environment"
+            " variable); for a private or self-signed certificate give its CA"
+            " with --ca, or skip the check with --insecure.",
+            "Exit status: 0 after a clean close, 1 if the connection failed, was"
+            " refused or ended abnormally (also when the server broke the"
+            " protocol and the client closed with 1002 or 1007), 2 for bad"
+            " arguments.",
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "url", type=parse_url, metavar="URL", help="ws://HOST:PORT/PATH?QUERY"
     )
     parser.add_argument(
+        "--version", action="version", version=f"wspractice {__version__}"
+    )
+    mode = parser.add_argument_group("what to send")
+    mode.add_argument(
         "-x",
         "--execute",
         action="append",
@@ -154,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send MESSAGE after connecting (repeatable), then wait --wait"
         " seconds and close, without reading stdin; sent as is, never a command",
     )
-    parser.add_argument(
+    mode.add_argument(
         "-w",
         "--wait",
         type=non_negative_seconds,
@@ -163,7 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the -x messages or the end of stdin, keep printing what"
         " arrives for this long before closing (default: 1)",
     )
-    parser.add_argument(
+    mode.add_argument(
+        "--echo",
+        action="store_true",
+        help="a test peer: send every message back as it came (text as text,"
+        " binary as binary), answer pings, and stay until the server closes;"
+        " stdin is not read",
+    )
+    mode.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="do not print the messages and pongs received; only the"
+        " Connected and Disconnected lines and errors",
+    )
+    handshake = parser.add_argument_group("the handshake")
+    handshake.add_argument(
         "-H",
         "--header",
         action="append",
@@ -173,20 +242,81 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="add a header to the handshake request (repeatable)",
     )
-    parser.add_argument(
+    handshake.add_argument(
         "-o",
         "--origin",
         help="send this Origin header, as a browser page from that origin would",
     )
-    parser.add_argument(
+    handshake.add_argument(
+        "--compression",
+        action="store_true",
+        help="offer permessage-deflate (RFC 7692); 'Connected' says whether the"
+        " server took it",
+    )
+    tls = parser.add_argument_group("wss://")
+    tls.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="trust the CA certificates in this PEM file (and only those) to"
+        " check the server's certificate, e.g. a private or self-signed one",
+    )
+    tls.add_argument(
+        "-k",
+        "--insecure",
+        action="store_true",
+        help="do not check the server's certificate or host name at all"
+        " (encrypted, but anyone in the middle can read it)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
         "--timeout",
         type=non_negative_seconds,
         default=10.0,
         metavar="SECONDS",
-        help="how long to wait to connect, for the handshake, and for the"
-        " server to answer our close (default: 10)",
+        help="how long to wait to connect and for the handshake (default: 10)",
+    )
+    limits.add_argument(
+        "--close-timeout",
+        type=non_negative_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the server to answer our close frame, and"
+        " then to close the TCP connection, as it should first (default: 5)",
+    )
+    limits.add_argument(
+        "--max-message-size",
+        type=positive_int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        metavar="BYTES",
+        help="largest message to take, counted across fragments; a bigger one"
+        f" is closed with 1009 (default: {DEFAULT_MAX_MESSAGE_SIZE})",
     )
     return parser
+
+
+def tls_context(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> ssl.SSLContext | None:
+    """The TLS settings for a wss:// URL; a usage error for bad ones."""
+    if not args.url.secure:
+        if args.ca or args.insecure:
+            parser.error("--ca and --insecure are for wss:// URLs only")
+        return None
+    if args.ca and args.insecure:
+        parser.error("--ca and --insecure do not go together")
+    if args.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if args.ca:
+        try:
+            return ssl.create_default_context(cafile=args.ca)
+        except OSError as exc:
+            if isinstance(exc, ssl.SSLError):
+                parser.error(f"--ca {args.ca}: no PEM certificate in it ({exc})")
+            parser.error(f"--ca {args.ca}: {exc.strerror or exc}")
+    return ssl.create_default_context()
 
 
 # ---------------------------------------------------------------- the client
@@ -196,26 +326,65 @@ def describe_close(code: int, reason: str) -> str:
     return f'Disconnected (code: {code}, reason: "{reason}")'
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How the client behaves once connected (from the command line)."""
+
+    timeout: float = 10.0
+    close_timeout: float = 5.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    echo: bool = False
+    quiet: bool = False
+    compression: bool = False
+
+
 class Client:
     """One connection: the handshake, then the read-feed-handle loop."""
 
-    def __init__(self, target: Target, out: TextIO, timeout: float) -> None:
+    def __init__(
+        self,
+        target: Target,
+        out: TextIO,
+        settings: Settings | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.target = target
         self.out = out
-        self.timeout = timeout
+        self.settings = settings or Settings()
+        self.ssl_context = ssl_context
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.sock: socket.socket | None = None
+        #: Whether permessage-deflate was negotiated.
+        self.compressed = False
         self._text: list[str] = []
         self._bytes: list[bytes] = []
-        #: True once we sent a close frame first.
+        self._message_size = 0
+        #: True once we sent a close frame because the user asked for it.
         self.we_closed = False
-        #: Set when the connection is over: (exit status, what to print).
+        #: True once we closed because of the server (too big a message):
+        #: what arrives after is dropped, and the exit status is 1.
+        self._closed_on_error = False
+        #: Set when the connection is over: the exit status.
         self.result: int | None = None
-        self._close_deadline: float | None = None
+        #: Until when we wait for the closing handshake, then for TCP EOF.
+        self.close_deadline: float | None = None
+        #: True once the server closed TCP.
+        self._eof = False
+        #: True once a send failed: the connection is gone.
+        self._send_failed = False
+
+    def done(self) -> bool:
+        """Whether the connection is over (``result`` is set)."""
+        return self.result is not None
 
     def print(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
+
+    def show(self, line: str) -> None:
+        """Print what the server sent, unless --quiet."""
+        if not self.settings.quiet:
+            self.print(line)
 
     # ------------------------------------------------------------ connect
 
@@ -223,35 +392,59 @@ class Client:
         target = self.target
         try:
             sock = socket.create_connection(
-                (target.host, target.port), timeout=self.timeout
+                (target.host, target.port), timeout=self.settings.timeout
             )
-            if target.secure:
-                context = ssl.create_default_context()
-                sock = context.wrap_socket(sock, server_hostname=target.host)
         except OSError as exc:
             raise ClientError(
                 f"cannot connect to {target.host_header}: {exc.strerror or exc}"
             ) from None
+        if target.secure:
+            context = self.ssl_context or ssl.create_default_context()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=target.host)
+            except ssl.SSLCertVerificationError as exc:
+                sock.close()
+                raise ClientError(
+                    f"cannot connect to {target.host_header}: the server's"
+                    f" certificate is not trusted: {exc.verify_message};"
+                    " give its CA with --ca FILE, or skip the check with --insecure"
+                ) from None
+            except OSError as exc:
+                sock.close()
+                raise ClientError(
+                    f"cannot connect to {target.host_header}: {exc.strerror or exc}"
+                ) from None
         self.sock = sock
         request = Request(
             host=target.host_header,
             target=target.resource,
+            extensions=[PerMessageDeflate()] if self.settings.compression else [],
             extra_headers=[
                 (name.encode("latin-1"), value.encode("latin-1"))
                 for name, value in headers
             ],
         )
         self._send(self.ws.send(request))
-        self._handshake()
+        accepted = self._handshake()
+        self.compressed = any(
+            isinstance(extension, PerMessageDeflate)
+            for extension in accepted.extensions
+        )
 
-    def _handshake(self) -> None:
-        deadline = time.monotonic() + self.timeout
+    def _handshake(self) -> AcceptConnection:
+        """Read the response to our upgrade request.
+
+        Frames that came in the same read as the 101 stay in wsproto, which
+        parses them on the next call to ``events()``: :meth:`handle_events`
+        must run at once, before waiting for more bytes.
+        """
+        deadline = time.monotonic() + self.settings.timeout
         rejected: RejectConnection | None = None
         body = b""
         while True:
             for event in self.ws.events():
                 if isinstance(event, AcceptConnection):
-                    return
+                    return event
                 if isinstance(event, RejectConnection):
                     rejected = event
                     if not event.has_body:
@@ -289,11 +482,26 @@ class Client:
     # ------------------------------------------------------------ I/O
 
     def _send(self, data: bytes) -> None:
+        """Send bytes; once connected, a failure ends the connection (1006)."""
         assert self.sock is not None
+        if self._eof or self._send_failed:
+            return
         try:
             self.sock.sendall(data)
         except OSError as exc:
-            raise ClientError(f"cannot send: {exc.strerror or exc}") from None
+            if self.ws.state is ConnectionState.CONNECTING:
+                raise ClientError(f"cannot send: {exc.strerror or exc}") from None
+            # The server is gone (reset, broken pipe): nothing more to say.
+            self._send_failed = True
+            self.close_deadline = None
+            if self.result is None:
+                self.print(
+                    describe_close(
+                        CloseReason.ABNORMAL_CLOSURE,
+                        f"cannot send: {exc.strerror or exc}",
+                    )
+                )
+                self.result = 1
 
     def _recv(self, deadline: float | None = None) -> bytes:
         assert self.sock is not None
@@ -356,24 +564,32 @@ class Client:
             print(f"unknown command {name}; /help lists them", file=sys.stderr)
 
     def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Start the closing handshake (once)."""
+        """Start the closing handshake (once), as the user asked."""
         if not self.open:
             return
         self.we_closed = True
+        self._send_close(code, reason)
+
+    def _send_close(self, code: int, reason: str) -> None:
+        """Send a close frame, then wait --close-timeout for the server."""
         self._send(self.ws.send(CloseConnection(code=code, reason=reason)))
-        self._close_deadline = time.monotonic() + self.timeout
+        if not self._send_failed:
+            self.close_deadline = time.monotonic() + self.settings.close_timeout
 
     # ------------------------------------------------------------ receiving
+
+    def tls_pending(self) -> bool:
+        """Whether decrypted bytes wait in the TLS object (select cannot tell)."""
+        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
 
     def receive(self) -> None:
         """Read once from the socket and handle what wsproto makes of it."""
         data = self._recv()
-        if isinstance(self.sock, ssl.SSLSocket):
-            while self.sock.pending():  # Decrypted bytes select cannot see.
-                data += self.sock.recv(RECV_SIZE)
-        self.ws.receive_data(data or None)
-        self._handle_events()
-        if not data and self.result is None:
+        while self.tls_pending():
+            assert self.sock is not None
+            data += self.sock.recv(RECV_SIZE)
+        if not data:
+            self._eof = True
             self.print(
                 describe_close(
                     CloseReason.ABNORMAL_CLOSURE,
@@ -381,43 +597,123 @@ class Client:
                 )
             )
             self.result = 1
+            return
+        # With permessage-deflate, wsproto inflates what it is fed in one go;
+        # slices keep a compressed bomb near the size limit before it is seen.
+        step = len(data)
+        if self.compressed:
+            step = max(1024, self.settings.max_message_size // 1024)
+        for start in range(0, len(data), step):
+            self.ws.receive_data(data[start : start + step])
+            self.handle_events()
+            if self.result is not None:
+                return
 
-    def _handle_events(self) -> None:
+    def handle_events(self) -> None:
+        """Handle the events wsproto has parsed, until the connection ends."""
         for event in self.ws.events():
-            if isinstance(event, TextMessage):
-                self._text.append(event.data)
-                if event.message_finished:
-                    self.print("< " + "".join(self._text))
-                    self._text.clear()
-            elif isinstance(event, BytesMessage):
-                self._bytes.append(bytes(event.data))
-                if event.message_finished:
-                    data = b"".join(self._bytes)
-                    self._bytes.clear()
-                    shown = data[:64].hex(" ") + (" ..." if len(data) > 64 else "")
-                    self.print(f"< binary ({len(data)} bytes): {shown}")
+            if isinstance(event, (TextMessage, BytesMessage)):
+                self._data(event)
             elif isinstance(event, Ping):
-                self._send(self.ws.send(event.response()))
+                if self.open:
+                    self._send(self.ws.send(event.response()))
             elif isinstance(event, Pong):
                 payload = event.payload.decode("utf-8", "replace")
-                self.print(f"< pong: {payload}" if payload else "< pong")
+                self.show(f"< pong: {payload}" if payload else "< pong")
             elif isinstance(event, CloseConnection):
-                self._closed(event)
+                if self.ws.state in (
+                    ConnectionState.OPEN,
+                    ConnectionState.LOCAL_CLOSING,
+                ):
+                    self._fail(event)  # wsproto's ParseFailed, not a close frame.
+                else:
+                    self._closed(event)
+            if self.result is not None:
+                return  # Whatever follows is not parsed.
+
+    def _data(self, event: TextMessage | BytesMessage) -> None:
+        if self._closed_on_error:
+            return  # Dropped: we have closed the connection.
+        data = event.data
+        if isinstance(data, str) and not data.isascii():
+            self._message_size += len(data.encode("utf-8", "surrogatepass"))
+        else:
+            self._message_size += len(data)
+        limit = self.settings.max_message_size
+        if self._message_size > limit:
+            self._text.clear()
+            self._bytes.clear()
+            self._closed_on_error = True
+            reason = f"message is larger than {limit} bytes"
+            print(f"error: {reason}; closing with 1009", file=sys.stderr)
+            if self.open:
+                self._send_close(CloseReason.MESSAGE_TOO_BIG, reason)
+            return
+        if isinstance(event, TextMessage):
+            self._text.append(event.data)
+        else:
+            self._bytes.append(bytes(event.data))
+        if not event.message_finished:
+            return
+        self._message_size = 0
+        if isinstance(event, TextMessage):
+            text = "".join(self._text)
+            self._text.clear()
+            self.show("< " + text)
+            if self.settings.echo and self.open:
+                self._send(self.ws.send(TextMessage(data=text)))
+        else:
+            message = b"".join(self._bytes)
+            self._bytes.clear()
+            if not self.settings.quiet:
+                shown = message[:64].hex(" ") + (" ..." if len(message) > 64 else "")
+                self.print(f"< binary ({len(message)} bytes): {shown}")
+            if self.settings.echo and self.open:
+                self._send(self.ws.send(BytesMessage(data=message)))
+
+    def _fail(self, event: CloseConnection) -> None:
+        """The server broke the protocol: fail the connection (RFC 6455 7.1.7).
+
+        wsproto cannot parse anything after the error, the server's answer
+        to our close frame included, so the rest of the stream is only read
+        and dropped until the server closes TCP or --close-timeout passes.
+        """
+        reason = event.reason or ""
+        error = f"error: the server broke the protocol: {reason}"
+        self.result = 1
+        if self.open:
+            print(f"{error} (closing with {event.code})", file=sys.stderr)
+            self.print(describe_close(event.code, reason))
+            self._send_close(event.code, reason)
+        else:  # We had sent our close frame already.
+            print(error, file=sys.stderr)
+            self.print(describe_close(CloseReason.ABNORMAL_CLOSURE, reason))
 
     def _closed(self, event: CloseConnection) -> None:
-        if self.ws.state is ConnectionState.REMOTE_CLOSING:
-            self._send(self.ws.send(event.response()))  # Answer the server.
+        """A close frame from the server: its own, or its answer to ours."""
         self.print(describe_close(event.code, event.reason or ""))
-        if self.we_closed or event.code in (
+        if self._closed_on_error:
+            self.result = 1
+        elif self.we_closed or event.code in (
             CloseReason.NORMAL_CLOSURE,
             CloseReason.GOING_AWAY,
+            CloseReason.NO_STATUS_RCVD,  # A close frame without a code.
         ):
             self.result = 0
         else:
             self.result = 1
+        if self.ws.state is ConnectionState.REMOTE_CLOSING:
+            # Answer with the same code; then the server closes TCP first
+            # (RFC 6455 7.1.1), within --close-timeout.
+            self._send_close(event.code, event.reason or "")
 
     def check_close_deadline(self) -> None:
-        if self._close_deadline is not None and time.monotonic() > self._close_deadline:
+        """Give up on a server that does not answer our close frame."""
+        if (
+            self.result is None
+            and self.close_deadline is not None
+            and time.monotonic() >= self.close_deadline
+        ):
             self.print(
                 describe_close(
                     CloseReason.ABNORMAL_CLOSURE,
@@ -427,15 +723,19 @@ class Client:
             self.result = 1
 
     def shutdown(self) -> None:
-        """Close TCP once the server has (RFC 6455 7.1.1), or after a while."""
+        """Close TCP once the server has (RFC 6455 7.1.1), or at the deadline.
+
+        Whatever arrives meanwhile is dropped: the closing handshake is over,
+        or wsproto could not parse it anyway.
+        """
         if self.sock is None:
             return
-        deadline = time.monotonic() + min(self.timeout, 2.0)
-        try:
-            while self._recv(deadline):
-                pass
-        except ClientError:
-            pass
+        if self.close_deadline is not None and not (self._eof or self._send_failed):
+            try:
+                while self._recv(self.close_deadline):
+                    pass
+            except ClientError:
+                pass  # The deadline passed.
         self.sock.close()
 
 
@@ -454,19 +754,30 @@ def _read_stdin(lines: queue.Queue[str | None], wake: socket.socket) -> None:
         pass
 
 
-def run(args: argparse.Namespace, out: TextIO) -> int:
-    client = Client(args.url, out, args.timeout)
+def run(
+    args: argparse.Namespace, out: TextIO, ssl_context: ssl.SSLContext | None = None
+) -> int:
+    settings = Settings(
+        timeout=args.timeout,
+        close_timeout=args.close_timeout,
+        max_message_size=args.max_message_size,
+        echo=args.echo,
+        quiet=args.quiet,
+        compression=args.compression,
+    )
+    client = Client(args.url, out, settings, ssl_context)
     headers: list[tuple[str, str]] = list(args.headers)
     if args.origin:
         headers.append(("Origin", args.origin))
     client.connect(headers)
     assert client.sock is not None
-    interactive = not args.execute and sys.stdin.isatty()
-    client.print(
-        "Connected (type a message and press Enter; /help for commands)"
-        if interactive
-        else "Connected"
-    )
+    interactive = not args.execute and not args.echo and sys.stdin.isatty()
+    connected = "Connected"
+    if client.compressed:
+        connected += " with permessage-deflate"
+    if interactive:
+        connected += " (type a message and press Enter; /help for commands)"
+    client.print(connected)
 
     wake_r, wake_w = socket.socketpair()
     selector = selectors.DefaultSelector()
@@ -475,21 +786,30 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     lines: queue.Queue[str | None] = queue.Queue()
     #: When to close by ourselves: --wait after the last message was sent.
     close_at: float | None = None
-    if args.execute:
-        for message in args.execute:
-            client.send_text(message)
-        close_at = time.monotonic() + args.wait
-    else:
-        threading.Thread(target=_read_stdin, args=(lines, wake_w), daemon=True).start()
 
     try:
-        while client.result is None:
+        # Frames that came with the 101 are waiting in wsproto already, and
+        # with TLS perhaps more in the TLS object, where select cannot see.
+        client.handle_events()
+        if client.tls_pending() and not client.done():
+            client.receive()
+        if args.echo:
+            pass  # Only the server's messages, until it closes.
+        elif args.execute:
+            for message in args.execute:
+                client.send_text(message)
+            close_at = time.monotonic() + args.wait
+        else:
+            threading.Thread(
+                target=_read_stdin, args=(lines, wake_w), daemon=True
+            ).start()
+        while not client.done():
             try:
-                timeout = None
-                if close_at is not None and client.open:
-                    timeout = max(0.0, close_at - time.monotonic())
-                elif not client.open:
-                    timeout = 0.1  # Check the close deadline now and then.
+                deadlines = [client.close_deadline]
+                if client.open:
+                    deadlines.append(close_at)
+                due = min((d for d in deadlines if d is not None), default=None)
+                timeout = None if due is None else max(0.0, due - time.monotonic())
                 for key, _ in selector.select(timeout):
                     if key.data == "socket":
                         client.receive()
@@ -501,12 +821,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                                 close_at = time.monotonic() + args.wait
                             else:
                                 client.command(line)
+                    if client.done():
+                        break
                 if close_at is not None and time.monotonic() >= close_at:
                     client.close()
                 client.check_close_deadline()
             except KeyboardInterrupt:
                 if not client.open:
-                    return 1  # A second Ctrl-C: stop waiting for the server.
+                    client.close_deadline = None  # A second Ctrl-C: stop waiting.
+                    return 1
                 client.close()
     finally:
         client.shutdown()
@@ -518,9 +841,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.echo and args.execute:
+        parser.error("--echo and -x do not go together: --echo sends only echoes")
+    context = tls_context(parser, args)
     try:
-        return run(args, sys.stdout)
+        return run(args, sys.stdout, context)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
