@@ -75,6 +75,43 @@ def test_execute_with_wait_prints_the_snapshots_of_the_presence_app(
     assert elapsed >= 0.5  # It waited before closing.
 
 
+def test_subprotocol_asks_the_presence_app_for_changes_only(
+    server: RunningServer,
+) -> None:
+    result = run_client(
+        server.url("/?username=Alex"),
+        "--subprotocol",
+        "wspractice-delta",
+        "-x",
+        '{"x": 1, "y": 2}',
+        "--wait",
+        "0.5",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Connected (subprotocol: wspractice-delta)"
+    welcome, *changes = [json.loads(line[2:]) for line in lines[1:-1]]
+    me = welcome["you"]
+    users = welcome["users"]
+    # The move may be in the welcome already, when it came before the first
+    # round; after the welcome, only what changed.
+    for change in changes:
+        assert set(change) == {"updated"}
+        for uuid, state in change["updated"].items():
+            users[uuid]["state"] = state
+    assert users == {me: {"username": "Alex", "state": {"x": 1, "y": 2}}}
+
+
+def test_a_subprotocol_the_server_does_not_know_is_not_selected(
+    server: RunningServer,
+) -> None:
+    result = run_client(
+        server.url("/?username=Alex"), "-s", "chat.v9", "-x", "{}", "--wait", "0.3"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "Connected"
+
+
 def test_lines_from_stdin_are_sent_and_commands_run(server: RunningServer) -> None:
     stdin = "first\n/ping are you there?\n//slash\n/nope\nlast\n"
     result = run_client(server.url("/echo"), "--wait", "0", stdin=stdin)
@@ -198,6 +235,7 @@ def test_connection_refused_is_a_clear_error() -> None:
         (["http://127.0.0.1/"], "the URL must start with ws:// or wss://"),
         (["ws://127.0.0.1/", "-H", "no colon"], "a header is 'Name: value'"),
         (["ws://127.0.0.1/", "--wait", "-1"], "must be 0 or more seconds"),
+        (["ws://127.0.0.1/", "-s", "two words"], "a subprotocol is a token"),
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], message: str) -> None:
@@ -622,6 +660,19 @@ def test_a_bad_accept_key_is_refused(raw: RawServer) -> None:
         status, out, err = finish(proc)
     assert (status, out) == (1, "")
     assert err == "error: the server's handshake response is bad: Bad accept token\n"
+
+
+def test_a_subprotocol_the_client_did_not_offer_is_refused(raw: RawServer) -> None:
+    proc = start_client(raw.url(), "-s", "wspractice-delta", "-x", "never sent")
+    try:
+        request = raw.accept()
+        assert request["sec-websocket-protocol"] == "wspractice-delta"
+        raw.send(raw.switching_protocols("Sec-WebSocket-Protocol: chat\r\n"))
+    finally:
+        status, out, err = finish(proc)
+    assert (status, out) == (1, "")
+    assert "the server's handshake response is bad" in err
+    assert "subprotocol" in err
 
 
 def test_echo_sends_back_text_as_text_and_binary_as_binary(raw: RawServer) -> None:

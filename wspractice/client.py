@@ -75,6 +75,11 @@ from . import __version__
 
 RECV_SIZE = 64 * 1024
 
+#: The characters of an HTTP token (RFC 7230 section 3.2.6).
+TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
 #: The largest message the client takes by default, counted across
 #: fragments (after inflation with permessage-deflate).
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
@@ -132,6 +137,16 @@ def parse_url(url: str) -> Target:
         shown = f"{shown}:{port}"
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(secure, host, port or default_port, resource, shown)
+
+
+def parse_subprotocol(text: str) -> str:
+    # RFC 6455 section 4.1: each subprotocol is a token (RFC 7230).
+    if not text or any(c not in TOKEN_CHARS for c in text):
+        raise argparse.ArgumentTypeError(
+            f"a subprotocol is a token (letters, digits and !#$%&'*+-.^_`|~),"
+            f" got {text!r}"
+        )
+    return text
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -253,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="offer permessage-deflate (RFC 7692); 'Connected' says whether the"
         " server took it",
     )
+    handshake.add_argument(
+        "-s",
+        "--subprotocol",
+        action="append",
+        type=parse_subprotocol,
+        default=[],
+        dest="subprotocols",
+        metavar="NAME",
+        help="offer this subprotocol in Sec-WebSocket-Protocol (repeatable, in"
+        " order of preference), e.g. wspractice-delta for changes-only updates;"
+        " 'Connected' names the one the server selected",
+    )
     tls = parser.add_argument_group("wss://")
     tls.add_argument(
         "--ca",
@@ -336,6 +363,9 @@ class Settings:
     echo: bool = False
     quiet: bool = False
     compression: bool = False
+    #: Subprotocols to offer in ``Sec-WebSocket-Protocol``, in order of
+    #: preference (e.g. ``wspractice-delta`` for changes-only updates).
+    subprotocols: tuple[str, ...] = ()
 
 
 class Client:
@@ -356,6 +386,8 @@ class Client:
         self.sock: socket.socket | None = None
         #: Whether permessage-deflate was negotiated.
         self.compressed = False
+        #: The subprotocol the server selected, if any.
+        self.subprotocol: str | None = None
         self._text: list[str] = []
         self._bytes: list[bytes] = []
         self._message_size = 0
@@ -419,6 +451,7 @@ class Client:
             host=target.host_header,
             target=target.resource,
             extensions=[PerMessageDeflate()] if self.settings.compression else [],
+            subprotocols=list(self.settings.subprotocols),
             extra_headers=[
                 (name.encode("latin-1"), value.encode("latin-1"))
                 for name, value in headers
@@ -426,6 +459,7 @@ class Client:
         )
         self._send(self.ws.send(request))
         accepted = self._handshake()
+        self.subprotocol = accepted.subprotocol
         self.compressed = any(
             isinstance(extension, PerMessageDeflate)
             for extension in accepted.extensions
@@ -764,6 +798,7 @@ def run(
         echo=args.echo,
         quiet=args.quiet,
         compression=args.compression,
+        subprotocols=tuple(args.subprotocols),
     )
     client = Client(args.url, out, settings, ssl_context)
     headers: list[tuple[str, str]] = list(args.headers)
@@ -775,6 +810,8 @@ def run(
     connected = "Connected"
     if client.compressed:
         connected += " with permessage-deflate"
+    if client.subprotocol is not None:
+        connected += f" (subprotocol: {client.subprotocol})"
     if interactive:
         connected += " (type a message and press Enter; /help for commands)"
     client.print(connected)
