@@ -3,7 +3,7 @@
 :class:`TLSLayer` wraps :class:`ssl.SSLObject` over two memory BIOs: raw
 bytes from the socket go in, plaintext comes out, and the other way round.
 It never touches the socket itself (except :meth:`TLSLayer.handshake`), so
-the session keeps its own rules: writes never block, and every call on the
+the connection keeps its own rules: writes never block, and every call on the
 TLS object happens under the connection's lock, as every wsproto call does.
 An ``ssl.SSLSocket`` could not give that: it is not safe to read and write
 one from two threads, and its writes may block.
