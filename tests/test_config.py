@@ -111,9 +111,9 @@ def test_a_key_needs_a_certificate() -> None:
 
 
 def test_only_known_mechanisms_can_be_ablated() -> None:
-    assert Options(ablate=ABLATABLE).ablate == ("gate", "pacing")
+    assert Options(ablate=ABLATABLE).ablate == ("gate", "pacing", "coarse-timers")
     assert refused(ablate=("gate", "turbo", "magic")) == (
-        "ablate: unknown mechanism(s) magic, turbo; known: gate, pacing"
+        "ablate: unknown mechanism(s) magic, turbo; known: gate, pacing, coarse-timers"
     )
 
 

@@ -9,6 +9,7 @@ test_protocol.py.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from wspractice.fanout import Gate
-from wspractice.writer import Writer
+from wspractice.writer import TICK, Writer
 
 from .conftest import TIMEOUT
 
@@ -184,3 +185,47 @@ def test_stop_ends_the_thread(sock: socket.socket) -> None:
     run_in_writer(writer)
     writer.stop()
     assert not writer.is_alive()
+
+
+class CountingWriter(Writer):
+    """A real writer thread that counts the wake-ups asked of it."""
+
+    wakeups = 0
+
+    def _wake(self) -> None:
+        self.wakeups += 1
+        super()._wake()
+
+
+@pytest.mark.parametrize("coarse_timers", [True, False])
+def test_coarse_timers_cost_no_wakeup_and_run_together_on_the_tick(
+    coarse_timers: bool,
+) -> None:
+    # A request head's deadline is armed for every HTTP request: it must not
+    # wake the writer thread each time, and those due in one tick run in one
+    # pass (one `now`). With the mechanism ablated, each wakes the thread.
+    writer = CountingWriter(Gate(), coarse_timers=coarse_timers)
+    writer.start()
+    try:
+        ran: list[float] = []
+        done = threading.Event()
+
+        def timer(now: float) -> None:
+            ran.append(now)
+            if len(ran) == 50:
+                done.set()
+
+        grid = math.ceil(time.monotonic() / TICK) * TICK + 3 * TICK
+        before = writer.wakeups
+        for i in range(50):  # All within the tick that ends at `grid`.
+            writer.call_at(grid - TICK + 0.001 * (i + 1), timer, coarse=True)
+        wakeups = writer.wakeups - before
+        assert done.wait(TIMEOUT), f"{len(ran)} of 50 coarse timers ran"
+    finally:
+        writer.stop()
+    if coarse_timers:
+        assert wakeups == 0
+        assert len(set(ran)) == 1, "the tick's timers ran in more than one pass"
+        assert ran[0] >= grid - 1e-9
+    else:
+        assert wakeups == 50

@@ -27,8 +27,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024
 MAX_USERNAME_LENGTH = 64
 
 #: Speed mechanisms that ``Options.ablate`` may turn off (see
-#: :mod:`wspractice.fanout`).
-ABLATABLE = ("gate", "pacing")
+#: :mod:`wspractice.fanout` and :meth:`wspractice.writer.Writer.call_at`).
+ABLATABLE = ("gate", "pacing", "coarse-timers")
 
 #: What ``--redis-prefix`` may contain: it starts every key and channel name.
 REDIS_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

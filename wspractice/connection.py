@@ -383,7 +383,9 @@ class Connection:
         self._timer_at = deadline
         self._timer_generation += 1
         generation = self._timer_generation
-        self._writer.call_at(deadline, lambda now: self._on_timer(now, generation))
+        self._writer.call_at(
+            deadline, lambda now: self._on_timer(now, generation), coarse=True
+        )
 
     def _on_timer(self, now: float, generation: int) -> float | None:
         """Pings, a late pong, a late close, a stalled socket (writer thread)."""

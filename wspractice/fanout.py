@@ -24,7 +24,8 @@ because it pays. The contract:
 ``Options.ablate`` (the ``WSPRACTICE_ABLATE`` environment variable of the
 command line) turns a mechanism off, for the benchmark's ablation: ``gate``
 or ``pacing``; ``--broadcast-bandwidth 0`` and ``--broadcast-interval 0`` turn
-off the others.
+off the others. (``coarse-timers`` turns off the writer thread's coarse
+timers, which are not part of fan-out: see :meth:`wspractice.writer.Writer.call_at`.)
 
 Rule: the gate is only a scheduling device. Correctness never depends on it:
 every connection's state is guarded by that connection's own lock, and the

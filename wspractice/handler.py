@@ -60,8 +60,15 @@ class Serving(Protocol):
     health: Health
     metrics: Metrics
 
-    def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
-        """Run ``callback`` at monotonic time ``when`` (the writer thread)."""
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[float], float | None],
+        *,
+        coarse: bool = False,
+    ) -> None:
+        """Run ``callback`` at monotonic time ``when`` (the writer thread;
+        up to a tick late if ``coarse``)."""
 
 
 access_logger = logging.getLogger("wspractice.access")
@@ -114,14 +121,17 @@ class _HeadDeadline:
         self.number = 0
         self.armed = False
 
-    def arm(
-        self, call_at: Callable[[float, Callable[[float], float | None]], None]
-    ) -> None:
-        """Start waiting for the next head."""
+    def arm(self, serving: Serving) -> None:
+        """Start waiting for the next head (a coarse timer: no wake-up of
+        the writer thread for each request)."""
         self.number += 1
         self.armed = True
         number = self.number
-        call_at(time.monotonic() + self._timeout, lambda now: self._expire(number))
+        serving.call_at(
+            time.monotonic() + self._timeout,
+            lambda now: self._expire(number),
+            coarse=True,
+        )
 
     def cancel(self) -> None:
         self.armed = False
@@ -200,7 +210,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._head_deadline = _HeadDeadline(
             self.request, self.client_address[0], options.handshake_timeout
         )
-        self._head_deadline.arm(self.serving.call_at)
+        self._head_deadline.arm(self.serving)
         super().setup()
         self.connection.settimeout(options.handshake_timeout)
         context = self.serving.tls_context
@@ -224,7 +234,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         # would let a client send a byte every few seconds forever. The
         # first deadline was armed in setup().
         if not self._head_deadline.armed:
-            self._head_deadline.arm(self.serving.call_at)
+            self._head_deadline.arm(self.serving)
         super().handle_one_request()
 
     def parse_request(self) -> bool:

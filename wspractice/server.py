@@ -82,7 +82,9 @@ class Server(ThreadingHTTPServer):
         if ":" in self.options.host:
             self.address_family = socket.AF_INET6
         gate = NO_GATE if "gate" in self.options.ablate else Gate()
-        self.writer = Writer(gate)
+        self.writer = Writer(
+            gate, coarse_timers="coarse-timers" not in self.options.ablate
+        )
         #: The link to the room's other processes (``--redis``), or None.
         self.redis_link: RedisLink | None = None
         if self.options.redis is not None:
@@ -186,9 +188,16 @@ class Server(ThreadingHTTPServer):
         """A ready-to-paste WebSocket URL for this server."""
         return server_url(self.options, self.port, path)
 
-    def call_at(self, when: float, callback: Callable[[float], float | None]) -> None:
-        """Run ``callback(now)`` at monotonic time ``when``, in the writer thread."""
-        self.writer.call_at(when, callback)
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[float], float | None],
+        *,
+        coarse: bool = False,
+    ) -> None:
+        """Run ``callback(now)`` at monotonic time ``when``, in the writer
+        thread (up to :data:`~wspractice.writer.TICK` late if ``coarse``)."""
+        self.writer.call_at(when, callback, coarse=coarse)
 
     # ---------------------------------------------------------- metrics
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import selectors
 import socket
 import threading
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 #: to run again, or None.
 TimerCallback = Callable[[float], "float | None"]
 
+#: The grid of coarse timers, in seconds: the thread looks for new ones at
+#: least this often, and runs them at the next multiple of it.
+TICK = 0.1
+
 
 class Flushable(Protocol):
     """What the writer thread needs of a connection it watches."""
@@ -52,9 +57,11 @@ class Flushable(Protocol):
 class Writer(threading.Thread):
     """One thread that flushes every full socket and runs every timer."""
 
-    def __init__(self, gate: Gate) -> None:
+    def __init__(self, gate: Gate, *, coarse_timers: bool = True) -> None:
         super().__init__(name="wspractice-writer", daemon=True)
         self._gate = gate
+        #: False: every timer is exact and wakes the thread (the ablation).
+        self._coarse_timers = coarse_timers
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -84,13 +91,24 @@ class Writer(threading.Thread):
         self._to_forget.append(connection)
         self._wake()
 
-    def call_at(self, when: float, callback: TimerCallback) -> None:
+    def call_at(
+        self, when: float, callback: TimerCallback, *, coarse: bool = False
+    ) -> None:
         """Run ``callback(now)`` in this thread at monotonic time ``when``.
 
         The callback returns the time it wants to run again, or None.
+
+        A ``coarse`` timer, for a timeout of seconds (a request head,
+        keepalive, a closing handshake), may run up to :data:`TICK` late, in
+        return for costing no wake-up: the thread finds it on its next tick,
+        and runs it at the next multiple of :data:`TICK`, together with every
+        other timer due then. A broadcast round is not coarse.
         """
-        self._new_timers.append((when, callback))
-        self._wake()
+        if coarse and self._coarse_timers:
+            self._new_timers.append((math.ceil(when / TICK) * TICK, callback))
+        else:
+            self._new_timers.append((when, callback))
+            self._wake()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -111,9 +129,9 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            timeout = None
+            timeout = TICK  # Coarse timers come without a wake-up.
             if self._timers:
-                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                timeout = min(TICK, max(0.0, self._timers[0][0] - time.monotonic()))
             writable = []
             for key, _ in self._selector.select(timeout):
                 if key.data is None:
