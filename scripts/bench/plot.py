@@ -30,6 +30,7 @@ def plot(ctx: Context, footer: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    repeated = False
     for name in sorted({r.server for r in rows}, key=ctx.order):
         points = sorted(
             (
@@ -40,9 +41,26 @@ def plot(ctx: Context, footer: str) -> Path | None:
             for r in rows
             if r.server == name
         )
-        xs = [x for x, _, _ in points]
-        ys = [y for _, y, _ in points]
+        # Several runs of a size (repeated --users, or --from-results of
+        # several runs): the line goes through their median, a bar spans them.
+        xs = sorted({x for x, _, _ in points})
+        runs = {x: sorted(y for px, y, _ in points if px == x) for x in xs}
+        ys = [statistics.median(runs[x]) for x in xs]
         (line,) = ax.plot(xs, ys, marker="o", label=name)
+        if any(len(runs[x]) > 1 for x in xs):
+            repeated = True
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[
+                    [m - runs[x][0] for x, m in zip(xs, ys)],
+                    [runs[x][-1] - m for x, m in zip(xs, ys)],
+                ],
+                fmt="none",
+                ecolor=line.get_color(),
+                capsize=4,
+                alpha=0.6,
+            )
         lossy = [(x, y) for x, y, lost in points if lost]
         if lossy:
             ax.scatter(
@@ -62,7 +80,10 @@ def plot(ctx: Context, footer: str) -> Path | None:
     ax.set_ylabel("p99 broadcast latency, ms (log scale)")
     ax.set_title("Presence broadcast: p99 latency against users")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(title="circled: some updates lost", fontsize=9, title_fontsize=8)
+    title = "circled: some updates lost"
+    if repeated:
+        title = "median of the runs, bar: their range; " + title
+    ax.legend(title=title, fontsize=9, title_fontsize=8)
     fig.text(0.01, 0.01, footer, fontsize=7, alpha=0.7)
     fig.tight_layout()
     path = ctx.out / FILENAME
