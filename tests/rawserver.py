@@ -16,6 +16,8 @@ import struct
 from .conftest import TIMEOUT
 from .rawws import OP_CLOSE, accept_value, frame
 
+import rawframes  # noqa: E402 (on sys.path through tests.rawws)
+
 
 def server_frame(
     opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0
@@ -107,27 +109,14 @@ class RawServer:
                 raise ConnectionError(f"EOF while waiting for a frame: {self.buffer!r}")
 
     def _parse(self) -> tuple[int, bool, bytes] | None:
-        buf = self.buffer
-        if len(buf) < 2:
+        parsed = rawframes.parse_frame(self.buffer)
+        if parsed is None:
             return None
-        fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
-        assert buf[0] & 0x70 == 0, f"reserved bits set by the client: {buf[:2]!r}"
-        assert buf[1] & 0x80, "client frames must be masked"
-        n, offset = buf[1] & 0x7F, 2
-        if n == 126:
-            if len(buf) < 4:
-                return None
-            (n,), offset = struct.unpack("!H", buf[2:4]), 4
-        elif n == 127:
-            if len(buf) < 10:
-                return None
-            (n,), offset = struct.unpack("!Q", buf[2:10]), 10
-        if len(buf) < offset + 4 + n:
-            return None
-        key = buf[offset : offset + 4]
-        masked = buf[offset + 4 : offset + 4 + n]
-        self.buffer = buf[offset + 4 + n :]
-        return opcode, fin, bytes(b ^ key[i % 4] for i, b in enumerate(masked))
+        got, used = parsed
+        assert got.rsv == 0, f"reserved bits set by the client: {self.buffer[:2]!r}"
+        assert got.masked, "client frames must be masked"
+        self.buffer = self.buffer[used:]
+        return got.opcode, got.fin, got.payload
 
     def read_close(self) -> tuple[int, str]:
         """The client's next frame, which must be a close frame: code, reason."""

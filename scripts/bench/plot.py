@@ -4,6 +4,7 @@ when wspractice-delta ran, full maps against changes only."""
 from __future__ import annotations
 
 import statistics
+from typing import Any
 from pathlib import Path
 
 from .context import Context
@@ -49,18 +50,7 @@ def plot(ctx: Context, footer: str) -> Path | None:
         (line,) = ax.plot(xs, ys, marker="o", label=name)
         if any(len(runs[x]) > 1 for x in xs):
             repeated = True
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[
-                    [m - runs[x][0] for x, m in zip(xs, ys)],
-                    [runs[x][-1] - m for x, m in zip(xs, ys)],
-                ],
-                fmt="none",
-                ecolor=line.get_color(),
-                capsize=4,
-                alpha=0.6,
-            )
+            _range_bars(ax, xs, ys, runs, line.get_color())
         lossy = [(x, y) for x, y, lost in points if lost]
         if lossy:
             ax.scatter(
@@ -90,6 +80,28 @@ def plot(ctx: Context, footer: str) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _range_bars(
+    ax: Any,
+    xs: list[int],
+    middle: list[float],
+    runs: dict[int, list[float]],
+    color: str,
+) -> None:
+    """A bar at each x from its lowest run to its highest, around the median."""
+    ax.errorbar(
+        xs,
+        middle,
+        yerr=[
+            [m - runs[x][0] for x, m in zip(xs, middle)],
+            [runs[x][-1] - m for x, m in zip(xs, middle)],
+        ],
+        fmt="none",
+        ecolor=color,
+        capsize=4,
+        alpha=0.6,
+    )
 
 
 DELTA_FILENAME = "p99_full_vs_delta.png"
@@ -189,18 +201,7 @@ def plot_delta(ctx: Context, footer: str) -> Path | None:
                     label=label,
                 )
                 if any(len(ys) > 1 for ys in runs.values()):
-                    ax.errorbar(
-                        xs,
-                        middle,
-                        yerr=[
-                            [m - runs[x][0] for x, m in zip(xs, middle)],
-                            [runs[x][-1] - m for x, m in zip(xs, middle)],
-                        ],
-                        fmt="none",
-                        ecolor=line.get_color(),
-                        capsize=4,
-                        alpha=0.6,
-                    )
+                    _range_bars(ax, xs, middle, runs, line.get_color())
                 lossy = [(x, y) for x, y, lost in points if lost]
                 if lossy:
                     ax.scatter(
