@@ -12,8 +12,9 @@ needs a timer thread of its own.
 
 The thread runs its work with the fan-out gate to itself (see
 :mod:`wspractice.fanout`). Only this thread touches the selector and the
-timer heap; other threads hand it work through two queues and wake it with a
-byte on a socket pair.
+timer heap; other threads hand it work through three queues (sockets to
+watch, sockets to forget, new timers) and wake it with a byte on a socket
+pair, except for coarse timers, which it finds on its next tick.
 """
 
 from __future__ import annotations
