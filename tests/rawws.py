@@ -55,6 +55,7 @@ __all__ = [
     "frame",
     "parse_frame",
     "parse_frames",
+    "parse_response_head",
     "read_until_closed",
     "seeded_frame",
     "upgrade_request",

@@ -16,7 +16,13 @@ import pytest
 
 from .clients import join, recv_json, users_named
 from .conftest import TIMEOUT, RunningServer
-from .rawws import HTTPResponse, RawClient, read_until_closed, upgrade_request
+from .rawws import (
+    HTTPResponse,
+    RawClient,
+    parse_response_head,
+    read_until_closed,
+    upgrade_request,
+)
 
 
 def exchange(server: RunningServer, request: bytes) -> tuple[int, dict[str, str], str]:
@@ -34,7 +40,7 @@ def head(server: RunningServer, target: str) -> HTTPResponse:
         while b"\r\n\r\n" not in client.buffer:
             assert client._fill(), client.buffer
         head, rest = client.buffer.split(b"\r\n\r\n", 1)
-        status, headers = parse_head(head)
+        status, headers = parse_response_head(head)
         if headers.get("connection") == "close":
             assert client.at_eof()
             assert client.buffer == head + b"\r\n\r\n", "a body followed the head"
@@ -45,15 +51,6 @@ def head(server: RunningServer, target: str) -> HTTPResponse:
                 rest = client.buffer.split(b"\r\n\r\n", 1)[1]
             assert rest.startswith(b"HTTP/1.1 404 Not Found\r\n"), rest
     return HTTPResponse(status, headers, b"")
-
-
-def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers
 
 
 # ---------------------------------------------------------------- answers

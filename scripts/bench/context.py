@@ -72,6 +72,11 @@ class Context:
             and all(r.params.get(k) == v for k, v in params.items())
         ]
 
+    def in_order(self, scenario: str) -> list[Record]:
+        """The records of ``scenario``, in the order of their servers: a
+        table's rows."""
+        return sorted(self.pick(scenario), key=lambda r: self.order(r.server))
+
     def order(self, server: str) -> int:
         """Where a server's rows go in a table."""
         return self.servers.index(server) if server in self.servers else 1 << 20

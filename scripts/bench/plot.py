@@ -51,16 +51,7 @@ def plot(ctx: Context, footer: str) -> Path | None:
         if any(len(runs[x]) > 1 for x in xs):
             repeated = True
             _range_bars(ax, xs, ys, runs, line.get_color())
-        lossy = [(x, y) for x, y, lost in points if lost]
-        if lossy:
-            ax.scatter(
-                [x for x, _ in lossy],
-                [y for _, y in lossy],
-                s=140,
-                facecolors="none",
-                edgecolors=line.get_color(),
-                linewidths=1.5,
-            )
+        _circle_lossy(ax, points, line.get_color())
     users = sorted({int(r.params["users"]) for r in rows})
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -102,6 +93,20 @@ def _range_bars(
         capsize=4,
         alpha=0.6,
     )
+
+
+def _circle_lossy(ax: Any, points: list[tuple[int, float, bool]], color: str) -> None:
+    """Circle each run that lost updates."""
+    lossy = [(x, y) for x, y, lost in points if lost]
+    if lossy:
+        ax.scatter(
+            [x for x, _ in lossy],
+            [y for _, y in lossy],
+            s=140,
+            facecolors="none",
+            edgecolors=color,
+            linewidths=1.5,
+        )
 
 
 DELTA_FILENAME = "p99_full_vs_delta.png"
@@ -202,16 +207,7 @@ def plot_delta(ctx: Context, footer: str) -> Path | None:
                 )
                 if any(len(ys) > 1 for ys in runs.values()):
                     _range_bars(ax, xs, middle, runs, line.get_color())
-                lossy = [(x, y) for x, y, lost in points if lost]
-                if lossy:
-                    ax.scatter(
-                        [x for x, _ in lossy],
-                        [y for _, y in lossy],
-                        s=140,
-                        facecolors="none",
-                        edgecolors=line.get_color(),
-                        linewidths=1.5,
-                    )
+                _circle_lossy(ax, points, line.get_color())
         if lines is BIG_ROOM:
             ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
             ax.annotate(

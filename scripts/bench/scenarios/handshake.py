@@ -42,10 +42,9 @@ def run(ctx: Context) -> None:
 
 
 def tables(ctx: Context) -> list[tuple[str, str]]:
-    rows = ctx.pick(NAME)
+    rows = ctx.in_order(NAME)
     if not rows:
         return []
-    rows.sort(key=lambda r: ctx.order(r.server))
     title = (
         f"Handshakes ({rows[0].params.get('concurrency')} loops opening and"
         " closing WebSockets to /echo)"

@@ -50,10 +50,9 @@ def run(ctx: Context) -> None:
 
 
 def tables(ctx: Context) -> list[tuple[str, str]]:
-    rows = ctx.pick(NAME)
+    rows = ctx.in_order(NAME)
     if not rows:
         return []
-    rows.sort(key=lambda r: ctx.order(r.server))
     p = rows[0].params
     title = (
         f"Join ({p.get('users')} users connecting, {p.get('concurrency')} at a time)"
